@@ -1,0 +1,1329 @@
+//! The superpoll backend for evmux: busy descriptors in a `poll(2)` array,
+//! idle ones in an `epoll(7)` set, one wait for both.
+//!
+//! `poll(2)` costs O(registered) per wait but nothing per change; `epoll(7)`
+//! costs O(ready) per wait but a syscall per change, and each ready event
+//! costs it more kernel work than a `pollfd` entry costs `poll(2)` (epoll
+//! re-polls the file to queue a level-triggered item again, and copies the
+//! event out). Which is cheaper depends on the *active/total ratio* (ATR):
+//! on this project's reference machine (Linux 6.18, x86_64) a `pollfd`
+//! entry costs ~55 ns per wait whether ready or not, and an epoll ready
+//! event ~105 ns, so poll and epoll break even at an ATR of ~0.55 (the
+//! measured crossing is 0.56–0.58, close to the 0.6 of Zed Shaw's
+//! "superpoll" article). This backend keeps each descriptor in the half
+//! that suits it: the *hot* half is a `pollfd` array scanned at every wait,
+//! the *cold* half is an epoll set whose own descriptor sits in that array
+//! with `POLLIN`. One `poll(2)` waits on everything; only when the epoll
+//! descriptor polls readable does the wait add one `epoll_wait(2)` with a
+//! zero timeout to collect the cold readiness.
+//!
+//! ```
+//! use std::os::fd::AsRawFd;
+//! use std::time::Duration;
+//!
+//! use evmux_interest::{Events, Interest, Mode, Poller, Token};
+//! use evmux_superpoll::SuperpollBackend;
+//!
+//! let (r, w) = evmux_sys::fd::pipe()?;
+//! let mut poller = Poller::new(SuperpollBackend::new()?);
+//! poller.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)?;
+//! evmux_sys::fd::write(&w, b"x")?;
+//! let mut events = Events::with_capacity(16);
+//! poller.get_next_event(&mut events, Some(Duration::from_secs(1)))?;
+//! assert_eq!(events.as_slice()[0].token, Token(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Migration policy
+//!
+//! Every registration carries an *activity score*: an exponential moving
+//! average, over waits, of "was reported ready at this wait", with a
+//! half-life of [`SuperpollConfig::half_life`] waits. It estimates the
+//! probability that the descriptor is ready at a wait, which is directly
+//! comparable with the break-even ATR. For a cold descriptor, each
+//! `epoll_ctl` that a change of the driver costs it counts like a ready
+//! report too (a change is a syscall in the cold half and free in the hot
+//! one). Scores are updated lazily (decayed by the number of waits since
+//! the last update), so an idle descriptor costs no work at all per wait.
+//!
+//! - New registrations start hot, with the score of a just-promoted
+//!   descriptor ([`promote_above`](SuperpollConfig::promote_above)): a
+//!   brand-new descriptor is likely to be active, and adding it to the
+//!   array costs nothing.
+//! - Every [`interval`](SuperpollConfig::interval) waits the backend
+//!   evaluates, moving at most [`max_moves`](SuperpollConfig::max_moves)
+//!   descriptors:
+//!   - a cold descriptor whose score rose above
+//!     [`promote_above`](SuperpollConfig::promote_above) at a report since
+//!     the last evaluation is *promoted* (`EPOLL_CTL_DEL`, appended to the
+//!     array);
+//!   - a hot descriptor whose score decayed below
+//!     [`demote_below`](SuperpollConfig::demote_below) is *demoted*
+//!     (`EPOLL_CTL_ADD`, removed from the array). Demotion candidates are
+//!     found by a scan of the array, resumed where the previous one ended.
+//!     Only entries that went through a wait since the batch last changed
+//!     them, and that are neither disabled nor pinned, are demoted.
+//! - Hysteresis: the two thresholds straddle the break-even, and a
+//!   descriptor that moved stays put for
+//!   [`min_stay`](SuperpollConfig::min_stay) waits.
+//! - The set rule of the seed article: each half also tracks its load, the
+//!   cost of its traffic in the *other* mechanism relative to its cost where
+//!   it is, as a moving average over waits. With `B` =
+//!   [`break_even`](SuperpollConfig::break_even) and `E` =
+//!   [`epoll_wait_cost`](SuperpollConfig::epoll_wait_cost) (the fixed cost
+//!   of the extra `epoll_wait`, in `pollfd` entries):
+//!   - cold load = `(ready_cold / B + E * woke) / cold`: above 1, the epoll
+//!     set as a whole would be cheaper polled ("epoll loses at a high ATR").
+//!     The promotion threshold then drops to `B`;
+//!   - hot load = `(ready_hot / B + E * any_ready_hot) / hot`: below 1, the
+//!     array as a whole would be cheaper in epoll ("poll loses at a low
+//!     ATR"). The demotion threshold then rises to `B`, unless the cold
+//!     half is under pressure at the same time (the halves never trade
+//!     descriptors in both directions at once).
+//!
+//!   With `E = 0` this is exactly the seed's rule (ATR against `B`); the
+//!   `E` term accounts for the syscall a busy cold half adds to every wait.
+//! - Descriptors epoll refuses (`EPERM`: regular files, which `poll(2)`
+//!   reports `IN|OUT` natively) are pinned in the array when a demotion is
+//!   attempted.
+//! - Parked registrations: when the driver stops watching a registration
+//!   without forgetting it (a fired oneshot, an edge registration with every
+//!   direction disarmed), the backend keeps its score and half, out of
+//!   both kernel sets; when the same registration is watched again it
+//!   returns to its half (a cold one is promoted on the way if its score
+//!   calls for it: that move is free, as nothing is in the epoll set). A
+//!   parked record whose descriptor number is registered under a new key is
+//!   replaced; records idle for long are swept once they outnumber the live
+//!   registrations.
+//!
+//! ### Defaults
+//!
+//! [`SuperpollConfig::default`] comes from `examples/breakeven.rs` (raw
+//! `poll` against raw `epoll_wait` on 1000 socketpairs, interleaved, median
+//! of 41 rounds; run it on the target machine to retune): a `pollfd` entry
+//! ~55 ns, an epoll ready event ~105 ns, an empty `epoll_wait` ~122 ns
+//! (`E` ≈ 2.2 entries), `epoll_ctl` ~220 ns (~4 entries), crossing at ATR
+//! 0.56–0.58 with warm caches; `examples/backends.rs`, which re-draws
+//! readiness with I/O before every wait, puts it near 0.5. Hence
+//! `break_even` 0.55, `promote_above` 0.8 and `demote_below` 0.3 (±0.25:
+//! with a `half_life` of 16 waits the score of a descriptor ready half the
+//! time has a standard deviation of ~0.074, so 0.25 is 3.4 of them and a
+//! steady descriptor rarely crosses the band by chance), `min_stay` 32
+//! (two half-lives), `interval` 8 and `max_moves` 64 (at most ~14 µs of
+//! `epoll_ctl` per evaluation, under 2 µs per wait amortised). An idle new
+//! descriptor is demoted after 23–31 waits (9–16 while the array is under
+//! pressure).
+//!
+//! ## Syscalls per wait
+//! - One `poll(2)`, always.
+//! - Plus one `epoll_wait(2)` (timeout zero) when a cold descriptor is
+//!   ready and there is room left in `max_events`.
+//! - Plus one eventfd `read(2)` when the waker fired.
+//! - Changes: none for a hot registration; one `epoll_ctl` for a cold one
+//!   (`MOD`, or `DEL` when the driver stops watching it, `ADD` when it
+//!   watches it again).
+//! - Migrations, at most `max_moves` per evaluation: one `epoll_ctl` each.
+//!
+//! ## Portability notes
+//! - Linux (and Android) only.
+//! - Both halves are level-triggered (no `EPOLLET`): this backend reports
+//!   [`Capabilities::native_edge`] and [`Capabilities::native_oneshot`] as
+//!   false, so the driver only ever sends [`Trigger::Level`] watches and
+//!   emulates edge and oneshot by changing the watch. Because both halves
+//!   report the readiness a descriptor has *at the time of the wait*, a
+//!   descriptor that moves between the halves (always between waits, after
+//!   the batch is applied and before `poll(2)`) reports exactly what it
+//!   would have reported in either: migrations do not change the stream. A
+//!   descriptor is never in both halves.
+//! - The `pollfd` array is kept incrementally (append, `swap_remove`,
+//!   rewrite in place), never rebuilt. Position 0 is the epoll descriptor
+//!   (its `fd` is -1, skipped by the kernel, while the cold half is empty);
+//!   position 1 is the waker once it exists.
+//! - Readable interest is `POLLIN | POLLRDHUP` (`EPOLLIN | EPOLLRDHUP`),
+//!   writable is `POLLOUT` (`EPOLLOUT`); the bit values are the same in
+//!   both mechanisms, and readiness is limited to [`Ready::reportable`] of
+//!   the watched interest.
+//! - Closed descriptors, as in the poll and epoll backends: a change of
+//!   this call's batch that meets a closed descriptor is refused with
+//!   `EBADF` (epoll says so at `EPOLL_CTL_ADD`/`MOD`; in the array, a
+//!   `POLLNVAL` on an entry the batch added or changed, where freshness
+//!   lasts until a wait completes, so the driver's retry after `EINTR`
+//!   still rejects) and leaves nothing behind. A descriptor closed under an
+//!   older registration that was never forgotten is silent: epoll drops it
+//!   with the last reference to the file; in the array the entry is
+//!   disabled in place until the driver changes or removes it. A
+//!   `EPOLL_CTL_DEL` refused with `EBADF`/`ENOENT` means the descriptor is
+//!   gone already and is not an error.
+//! - As with epoll, a cold descriptor closed while registered but `dup`ed
+//!   elsewhere stays in the epoll set; its reports carry a tag (slot index
+//!   and a per-`ADD` nonce) that no longer matches and are dropped. As with
+//!   poll, a hot descriptor closed and its number reused without forgetting
+//!   the registration is watched under the old registration.
+//! - `max_events`: at most that many entries per call, at most one per key.
+//!   If more hot entries are ready than fit, the array scan resumes where
+//!   the previous one stopped (round-robin); cold readiness beyond the room
+//!   stays queued in the kernel (`epoll_wait` is asked for at most the
+//!   room). When a call is full, the halves take turns going first, so
+//!   neither starves the other.
+//! - The waker is an `eventfd(2)` in the array, created at the first
+//!   [`Backend::waker`] call; wakes coalesce.
+//! - A wait interrupted by a signal returns `ErrorKind::Interrupted`; the
+//!   batch was applied already. When the batch produced a rejection, the
+//!   wait does not block.
+//! - Descriptor limits: none beyond `RLIMIT_NOFILE` and epoll's
+//!   `max_user_watches`; [`Capabilities::max_fd`] is `None`. A demotion that
+//!   epoll refuses for any reason other than a closed descriptor pins the
+//!   descriptor in the array.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evmux_interest::{
+    Backend, Capabilities, Change, Interest, Key, Output, RawEvent, Ready, Rejection, Trigger, Wake,
+};
+use evmux_sys::epoll::{Epoll, EpollEvent, flags};
+use evmux_sys::eventfd::Notifier;
+use evmux_sys::poll::{
+    POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDHUP, PollFd, poll,
+};
+
+const EPERM: i32 = 1;
+const ENOENT: i32 = 2;
+const EIO: i32 = 5;
+const EBADF: i32 = 9;
+const EEXIST: i32 = 17;
+
+/// Marks the reserved positions (epoll descriptor, waker) in the array's
+/// metadata.
+const RESERVED: u32 = u32::MAX;
+
+/// How many powers of the decay factor are tabulated.
+const POWERS: usize = 64;
+
+/// Parked records are swept when there are more than this many and they
+/// outnumber the live registrations.
+const PARKED_SLACK: usize = 64;
+
+/// Tuning of the migration policy; see the crate documentation.
+///
+/// Scores are in `0.0..=1.0` (the estimated probability that a descriptor
+/// is ready at a wait). Under the set rule a half's threshold moves to
+/// `break_even`, so thresholds outside `0.0..=1.0` alone do not stop
+/// migration; `max_moves = 0` does (everything stays in the array).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct SuperpollConfig {
+    /// A cold descriptor whose activity score is above this at a report is
+    /// promoted to the `poll(2)` array. Default 0.8.
+    pub promote_above: f64,
+    /// A hot descriptor whose activity score decayed below this is demoted
+    /// to the epoll set. Default 0.3.
+    pub demote_below: f64,
+    /// Evaluate migrations every this many waits (at least 1). Default 8.
+    pub interval: u32,
+    /// Move at most this many descriptors per evaluation. Default 64.
+    pub max_moves: usize,
+    /// Half-life of the activity score, in waits (at least 1). Default 16.
+    pub half_life: u32,
+    /// A descriptor that moved is not moved again for this many waits.
+    /// Default 32.
+    pub min_stay: u32,
+    /// The active/total ratio at which poll and epoll cost the same per
+    /// wait (`pollfd` entry cost / epoll ready-event cost); the set rule's
+    /// reference, and the threshold a half under pressure moves to. Must
+    /// lie between `demote_below` and `promote_above`. Default 0.55.
+    pub break_even: f64,
+    /// The fixed cost of the extra `epoll_wait(2)` of a wait whose cold half
+    /// is ready, in `pollfd` entries. Default 2.0.
+    pub epoll_wait_cost: f64,
+}
+
+impl Default for SuperpollConfig {
+    /// The defaults measured with `examples/breakeven.rs` on the reference
+    /// machine: break-even ATR 0.55, a hysteresis band of ±0.25 around it,
+    /// `epoll_wait` worth 2 `pollfd` entries.
+    fn default() -> SuperpollConfig {
+        SuperpollConfig {
+            promote_above: 0.8,
+            demote_below: 0.3,
+            interval: 8,
+            max_moves: 64,
+            half_life: 16,
+            min_stay: 32,
+            break_even: 0.55,
+            epoll_wait_cost: 2.0,
+        }
+    }
+}
+
+impl SuperpollConfig {
+    fn validate(&self) -> io::Result<()> {
+        let finite = [
+            self.promote_above,
+            self.demote_below,
+            self.break_even,
+            self.epoll_wait_cost,
+        ]
+        .iter()
+        .all(|x| x.is_finite());
+        let ok = finite
+            && self.interval >= 1
+            && self.half_life >= 1
+            && self.demote_below <= self.break_even
+            && self.break_even <= self.promote_above
+            && self.break_even > 0.0
+            && self.epoll_wait_cost >= 0.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid SuperpollConfig: {self:?}"),
+            ))
+        }
+    }
+}
+
+/// Counters for tests and benchmarks; see [`SuperpollBackend::stats`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SuperpollStats {
+    /// Registrations in the `poll(2)` array (disabled ones included).
+    pub hot: usize,
+    /// Registrations in the epoll set.
+    pub cold: usize,
+    /// Moves from the epoll set to the array, since creation.
+    pub promotions: u64,
+    /// Moves from the array to the epoll set, since creation.
+    pub demotions: u64,
+}
+
+/// A multiply-shift hasher for descriptor numbers.
+#[derive(Default, Clone, Copy)]
+struct FdHasher(u64);
+
+impl Hasher for FdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+}
+
+type FdMap = HashMap<RawFd, u32, BuildHasherDefault<FdHasher>>;
+
+/// Where a registration is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Place {
+    /// In the array, at this position.
+    Hot(u32),
+    /// In the epoll set, at this position of the cold list.
+    Cold(u32),
+    /// Watched by neither half (the driver's watch is `None`), remembering
+    /// the half it left.
+    Parked { cold: bool },
+    /// A free record.
+    Free,
+}
+
+/// One registration (or parked record).
+#[derive(Copy, Clone, Debug)]
+struct Reg {
+    key: Key,
+    fd: RawFd,
+    interest: Interest,
+    place: Place,
+    /// Hot only: closed under its registration, `pollfd.fd` is -1.
+    disabled: bool,
+    /// epoll refused it: never demoted.
+    pinned: bool,
+    /// In the promotion queue.
+    queued: bool,
+    /// The epoch whose batch last added or changed it.
+    changed: u64,
+    /// Tag of the current epoll registration (with the record index).
+    nonce: u32,
+    /// Activity score as of `scored_at`.
+    score: f64,
+    scored_at: u64,
+    /// Not moved before this epoch.
+    settled_at: u64,
+}
+
+/// The superpoll backend. See the crate documentation.
+pub struct SuperpollBackend {
+    cfg: SuperpollConfig,
+    /// Per-wait decay factor of the scores: `2^(-1/half_life)`.
+    decay: f64,
+    /// `decay^k` for `k < POWERS`.
+    powers: [f64; POWERS],
+    epoll: Epoll,
+    /// The array handed to `poll(2)`: position 0 is the epoll descriptor,
+    /// position 1 the waker once it exists.
+    fds: Vec<PollFd>,
+    /// Record index per array position ([`RESERVED`] for 0 and the waker).
+    hot: Vec<u32>,
+    /// Record indices of the cold half.
+    cold: Vec<u32>,
+    regs: Vec<Reg>,
+    free: Vec<u32>,
+    by_fd: FdMap,
+    parked: usize,
+    waker: Option<Arc<SuperpollWaker>>,
+    /// The first array position holding a registration.
+    first: usize,
+    /// Counts completed waits.
+    epoch: u64,
+    next_eval: u64,
+    /// Round-robin start of the collecting scan (relative to `first`).
+    rotor: usize,
+    /// Where the next demotion scan starts (relative to `first`).
+    demote_rotor: usize,
+    /// When a call is full, which half goes first next time.
+    cold_first: bool,
+    doomed: Vec<usize>,
+    buf: Vec<EpollEvent>,
+    /// Cold records whose score rose above `break_even` since the last
+    /// evaluation: (record index, nonce).
+    queue: Vec<(u32, u32)>,
+    next_nonce: u32,
+    hot_load: f64,
+    cold_load: f64,
+    promotions: u64,
+    demotions: u64,
+    start: Instant,
+}
+
+impl fmt::Debug for SuperpollBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SuperpollBackend")
+            .field("stats", &self.stats())
+            .field("parked", &self.parked)
+            .field("waker", &self.waker.is_some())
+            .field("config", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn poll_events(interest: Interest) -> i16 {
+    let mut events = 0;
+    if interest.is_readable() {
+        events |= POLLIN | POLLRDHUP;
+    }
+    if interest.is_writable() {
+        events |= POLLOUT;
+    }
+    events
+}
+
+fn epoll_events(interest: Interest) -> u32 {
+    let mut f = 0;
+    if interest.is_readable() {
+        f |= flags::EPOLLIN | flags::EPOLLRDHUP;
+    }
+    if interest.is_writable() {
+        f |= flags::EPOLLOUT;
+    }
+    f
+}
+
+/// `revents` as a [`Ready`] mask (`POLLNVAL` is handled before).
+fn ready_from_revents(revents: i16) -> Ready {
+    const MAP: [(i16, Ready); 6] = [
+        (POLLIN, Ready::IN),
+        (POLLPRI, Ready::PRI),
+        (POLLOUT, Ready::OUT),
+        (POLLERR, Ready::ERR),
+        (POLLHUP, Ready::HUP),
+        (POLLRDHUP, Ready::RDHUP),
+    ];
+    let mut ready = Ready::EMPTY;
+    for (bit, r) in MAP {
+        if revents & bit != 0 {
+            ready |= r;
+        }
+    }
+    ready
+}
+
+/// epoll's bits have `poll(2)`'s values on Linux, which [`Ready`] uses.
+fn ready_from_epoll(bits: u32) -> Ready {
+    Ready(
+        bits & (flags::EPOLLIN
+            | flags::EPOLLPRI
+            | flags::EPOLLOUT
+            | flags::EPOLLERR
+            | flags::EPOLLHUP
+            | flags::EPOLLRDHUP),
+    )
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(EIO)
+}
+
+fn tag(idx: u32, nonce: u32) -> u64 {
+    (u64::from(nonce) << 32) | u64::from(idx)
+}
+
+impl SuperpollBackend {
+    /// A new backend with the default policy ([`SuperpollConfig::default`]).
+    ///
+    /// # Errors
+    /// As [`with_config`](Self::with_config).
+    pub fn new() -> io::Result<SuperpollBackend> {
+        SuperpollBackend::with_config(SuperpollConfig::default())
+    }
+
+    /// A new backend with the given policy. Creates the epoll instance
+    /// (`epoll_create1(EPOLL_CLOEXEC)`); the waker's eventfd is created at
+    /// the first [`Backend::waker`] call.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a config that is not finite, has `interval` or
+    /// `half_life` zero, or does not satisfy
+    /// `demote_below <= break_even <= promote_above` with `break_even > 0`
+    /// and `epoll_wait_cost >= 0`; `EMFILE`/`ENFILE`/`ENOMEM` from
+    /// `epoll_create1`.
+    pub fn with_config(cfg: SuperpollConfig) -> io::Result<SuperpollBackend> {
+        cfg.validate()?;
+        let epoll = Epoll::new()?;
+        let decay = 0.5f64.powf(1.0 / f64::from(cfg.half_life));
+        let mut powers = [1.0; POWERS];
+        for k in 1..POWERS {
+            powers[k] = powers[k - 1] * decay;
+        }
+        Ok(SuperpollBackend {
+            cfg,
+            decay,
+            powers,
+            epoll,
+            // The epoll descriptor is enabled while the cold half is not
+            // empty.
+            fds: vec![PollFd {
+                fd: -1,
+                events: POLLIN,
+                revents: 0,
+            }],
+            hot: vec![RESERVED],
+            cold: Vec::new(),
+            regs: Vec::new(),
+            free: Vec::new(),
+            by_fd: FdMap::default(),
+            parked: 0,
+            waker: None,
+            first: 1,
+            epoch: 0,
+            next_eval: u64::from(cfg.interval),
+            rotor: 0,
+            demote_rotor: 0,
+            cold_first: false,
+            doomed: Vec::new(),
+            buf: Vec::with_capacity(64),
+            queue: Vec::new(),
+            next_nonce: 0,
+            hot_load: 1.0,
+            cold_load: 0.0,
+            promotions: 0,
+            demotions: 0,
+            start: Instant::now(),
+        })
+    }
+
+    /// The policy in use.
+    pub fn config(&self) -> &SuperpollConfig {
+        &self.cfg
+    }
+
+    /// Sizes of the halves and migration counts. For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn stats(&self) -> SuperpollStats {
+        SuperpollStats {
+            hot: self.fds.len() - self.first,
+            cold: self.cold.len(),
+            promotions: self.promotions,
+            demotions: self.demotions,
+        }
+    }
+
+    /// How many registrations are parked (watched by neither half). For
+    /// tests.
+    #[doc(hidden)]
+    pub fn parked(&self) -> usize {
+        self.parked
+    }
+
+    /// How many array entries are disabled (closed under their
+    /// registration). For tests.
+    #[doc(hidden)]
+    pub fn disabled_entries(&self) -> usize {
+        self.fds[self.first..].iter().filter(|p| p.fd < 0).count()
+    }
+
+    /// Whether the registration of `fd` is in the array (`Some(true)`), in
+    /// the epoll set (`Some(false)`), or neither. For tests.
+    #[doc(hidden)]
+    pub fn is_hot(&self, fd: RawFd) -> Option<bool> {
+        let idx = *self.by_fd.get(&fd)?;
+        match self.regs[idx as usize].place {
+            Place::Hot(_) => Some(true),
+            Place::Cold(_) => Some(false),
+            Place::Parked { .. } | Place::Free => None,
+        }
+    }
+
+    // ----- scores -------------------------------------------------------
+
+    /// `decay^waits`: from the table for the common short gaps.
+    fn decay_over(&self, waits: u64) -> f64 {
+        if waits < POWERS as u64 {
+            self.powers[waits as usize]
+        } else {
+            self.decay.powi(i32::try_from(waits).unwrap_or(i32::MAX))
+        }
+    }
+
+    /// The score of `r` decayed to the current epoch.
+    fn score_now(&self, r: &Reg) -> f64 {
+        r.score * self.decay_over(self.epoch.saturating_sub(r.scored_at))
+    }
+
+    /// Records activity of record `idx` at the current epoch.
+    fn bump(&mut self, idx: u32) {
+        let now = self.score_now(&self.regs[idx as usize]);
+        let r = &mut self.regs[idx as usize];
+        r.score = (now + (1.0 - self.decay)).min(1.0);
+        r.scored_at = self.epoch;
+        if matches!(r.place, Place::Cold(_)) && !r.queued && r.score > self.cfg.break_even {
+            r.queued = true;
+            self.queue.push((idx, r.nonce));
+        }
+    }
+
+    fn promote_threshold(&self) -> f64 {
+        if self.cold_pressure() {
+            self.cfg.break_even
+        } else {
+            self.cfg.promote_above
+        }
+    }
+
+    fn cold_pressure(&self) -> bool {
+        !self.cold.is_empty() && self.cold_load > 1.0
+    }
+
+    fn hot_pressure(&self) -> bool {
+        self.fds.len() > self.first && self.hot_load < 1.0 && !self.cold_pressure()
+    }
+
+    // ----- records and the two halves -----------------------------------
+
+    /// A new record, parked (in neither half) until the caller places it.
+    fn alloc(&mut self, key: Key, fd: RawFd, interest: Interest) -> u32 {
+        let reg = Reg {
+            key,
+            fd,
+            interest,
+            place: Place::Parked { cold: false },
+            disabled: false,
+            pinned: false,
+            queued: false,
+            changed: self.epoch,
+            nonce: 0,
+            score: self.cfg.promote_above.clamp(0.0, 1.0),
+            scored_at: self.epoch,
+            settled_at: 0,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.regs[idx as usize] = reg;
+                idx
+            }
+            None => {
+                let idx = u32::try_from(self.regs.len()).expect("more than 2^32 registrations");
+                self.regs.push(reg);
+                idx
+            }
+        };
+        self.by_fd.insert(fd, idx);
+        self.parked += 1;
+        idx
+    }
+
+    /// Frees a record that is in neither kernel set.
+    fn release(&mut self, idx: u32) {
+        let r = &mut self.regs[idx as usize];
+        debug_assert!(!matches!(r.place, Place::Hot(_) | Place::Cold(_)));
+        if matches!(r.place, Place::Parked { .. }) {
+            self.parked -= 1;
+        }
+        r.place = Place::Free;
+        r.queued = false;
+        let fd = r.fd;
+        if self.by_fd.get(&fd) == Some(&idx) {
+            self.by_fd.remove(&fd);
+        }
+        self.free.push(idx);
+    }
+
+    /// Appends record `idx` (in neither set) to the array.
+    fn add_hot(&mut self, idx: u32) {
+        let pos = self.fds.len();
+        let r = &mut self.regs[idx as usize];
+        if matches!(r.place, Place::Parked { .. }) {
+            self.parked -= 1;
+        }
+        r.place = Place::Hot(u32::try_from(pos).expect("array too large"));
+        r.disabled = false;
+        self.fds.push(PollFd {
+            fd: r.fd,
+            events: poll_events(r.interest),
+            revents: 0,
+        });
+        self.hot.push(idx);
+    }
+
+    /// Takes the entry at array position `pos` out of the array in O(1);
+    /// its record is left without a place (the caller gives it one).
+    fn remove_hot(&mut self, pos: usize) -> u32 {
+        debug_assert!(pos >= self.first);
+        let idx = self.hot.swap_remove(pos);
+        self.fds.swap_remove(pos);
+        if let Some(&moved) = self.hot.get(pos) {
+            self.regs[moved as usize].place = Place::Hot(pos as u32);
+        }
+        idx
+    }
+
+    /// Registers record `idx` (in neither set) with epoll. On failure the
+    /// record is unchanged.
+    fn add_cold(&mut self, idx: u32) -> Result<(), i32> {
+        let nonce = self.next_nonce;
+        self.next_nonce = self.next_nonce.wrapping_add(1);
+        let r = self.regs[idx as usize];
+        let data = tag(idx, nonce);
+        let events = epoll_events(r.interest);
+        match self.epoll.add_raw(r.fd, events, data) {
+            Ok(()) => {}
+            // A registration for this file and number that the backend no
+            // longer knows of: take it over.
+            Err(e) if e.raw_os_error() == Some(EEXIST) => self
+                .epoll
+                .modify_raw(r.fd, events, data)
+                .map_err(|e| errno(&e))?,
+            Err(e) => return Err(errno(&e)),
+        }
+        let cpos = u32::try_from(self.cold.len()).expect("cold set too large");
+        self.cold.push(idx);
+        let r = &mut self.regs[idx as usize];
+        if matches!(r.place, Place::Parked { .. }) {
+            self.parked -= 1;
+        }
+        r.place = Place::Cold(cpos);
+        r.nonce = nonce;
+        r.queued = false;
+        r.disabled = false;
+        Ok(())
+    }
+
+    /// Takes record `idx` out of the epoll set (`EPOLL_CTL_DEL`, unless
+    /// `in_kernel` is false; a closed descriptor has left already) and the
+    /// cold list.
+    fn remove_cold(&mut self, idx: u32, in_kernel: bool) {
+        let Place::Cold(cpos) = self.regs[idx as usize].place else {
+            unreachable!("remove_cold of a record that is not cold");
+        };
+        if in_kernel {
+            let _ = self.epoll.delete_raw(self.regs[idx as usize].fd);
+        }
+        let cpos = cpos as usize;
+        self.cold.swap_remove(cpos);
+        if let Some(&moved) = self.cold.get(cpos) {
+            self.regs[moved as usize].place = Place::Cold(cpos as u32);
+        }
+        self.regs[idx as usize].queued = false;
+    }
+
+    /// Takes record `idx` out of whichever kernel set holds it; the record
+    /// is left parked in the half it left.
+    fn unwatch(&mut self, idx: u32) {
+        match self.regs[idx as usize].place {
+            Place::Hot(pos) => {
+                self.remove_hot(pos as usize);
+                self.regs[idx as usize].place = Place::Parked { cold: false };
+                self.parked += 1;
+            }
+            Place::Cold(_) => {
+                self.remove_cold(idx, true);
+                self.regs[idx as usize].place = Place::Parked { cold: true };
+                self.parked += 1;
+            }
+            Place::Parked { .. } | Place::Free => {}
+        }
+    }
+
+    // ----- the batch ----------------------------------------------------
+
+    fn reject(&mut self, idx: u32, errno: i32, out: &mut Output) {
+        out.rejected.push(Rejection {
+            key: self.regs[idx as usize].key,
+            errno,
+        });
+        self.release(idx);
+    }
+
+    fn apply(&mut self, c: &Change, out: &mut Output) {
+        let existing = self.by_fd.get(&c.fd).copied();
+        let Some(watch) = c.new else {
+            // A removal, or a registration the driver stopped watching. No
+            // record (or another key's): it was refused earlier.
+            if let Some(idx) = existing
+                && self.regs[idx as usize].key == c.key
+            {
+                if matches!(self.regs[idx as usize].place, Place::Cold(_)) {
+                    // The EPOLL_CTL_DEL is activity of a cold descriptor.
+                    self.bump(idx);
+                }
+                self.unwatch(idx);
+            }
+            return;
+        };
+        debug_assert_eq!(
+            watch.trigger,
+            Trigger::Level,
+            "the driver sent a trigger superpoll does not have"
+        );
+        let idx = match existing {
+            Some(idx) if self.regs[idx as usize].key == c.key => idx,
+            other => {
+                // A record for this number under another key: a parked
+                // record of a forgotten registration, or one the driver
+                // gave up on. Replace it.
+                if let Some(old) = other {
+                    self.unwatch(old);
+                    self.release(old);
+                }
+                let idx = self.alloc(c.key, c.fd, watch.interest);
+                self.add_hot(idx);
+                return;
+            }
+        };
+        let epoch = self.epoch;
+        let r = &mut self.regs[idx as usize];
+        r.interest = watch.interest;
+        r.changed = epoch;
+        match r.place {
+            Place::Hot(pos) => {
+                // A free rewrite, which also re-enables a disabled entry.
+                r.disabled = false;
+                self.fds[pos as usize] = PollFd {
+                    fd: c.fd,
+                    events: poll_events(watch.interest),
+                    revents: 0,
+                };
+            }
+            Place::Cold(_) => {
+                let data = tag(idx, r.nonce);
+                self.bump(idx);
+                if let Err(e) = self
+                    .epoll
+                    .modify_raw(c.fd, epoll_events(watch.interest), data)
+                {
+                    // EBADF/ENOENT: closed (and maybe reused), nothing of
+                    // ours is left in the set to delete. Any other reason:
+                    // make sure nothing is left.
+                    let e = errno(&e);
+                    self.remove_cold(idx, e != EBADF && e != ENOENT);
+                    self.regs[idx as usize].place = Place::Parked { cold: true };
+                    self.parked += 1;
+                    self.reject(idx, e, out);
+                }
+            }
+            Place::Parked { cold } => {
+                let promote = cold && {
+                    let now = self.score_now(&self.regs[idx as usize]);
+                    now > self.promote_threshold()
+                };
+                if cold && !promote {
+                    // Back to the epoll set: an EPOLL_CTL_ADD.
+                    self.bump(idx);
+                    match self.add_cold(idx) {
+                        Ok(()) => {}
+                        Err(EPERM) => {
+                            self.regs[idx as usize].pinned = true;
+                            self.add_hot(idx);
+                        }
+                        Err(e) => self.reject(idx, e, out),
+                    }
+                } else {
+                    if promote {
+                        self.promotions += 1;
+                        self.regs[idx as usize].settled_at =
+                            epoch.saturating_add(u64::from(self.cfg.min_stay));
+                    }
+                    self.add_hot(idx);
+                }
+            }
+            Place::Free => unreachable!("a free record in the descriptor map"),
+        }
+    }
+
+    // ----- migration ----------------------------------------------------
+
+    fn evaluate(&mut self) {
+        let mut budget = self.cfg.max_moves;
+        let epoch = self.epoch;
+        // Promotions: the queue holds cold records that rose above the
+        // break-even at a report since the last evaluation.
+        let threshold = self.promote_threshold();
+        let mut queue = std::mem::take(&mut self.queue);
+        let mut keep = 0;
+        for i in 0..queue.len() {
+            let (idx, nonce) = queue[i];
+            let r = self.regs[idx as usize];
+            if !matches!(r.place, Place::Cold(_)) || r.nonce != nonce {
+                continue; // stale: the record moved or was reused
+            }
+            let recent = epoch.saturating_sub(r.scored_at) <= u64::from(self.cfg.interval);
+            if !recent || r.score <= threshold || epoch < r.settled_at {
+                self.regs[idx as usize].queued = false;
+                continue;
+            }
+            if budget == 0 {
+                queue[keep] = (idx, nonce);
+                keep += 1;
+                continue;
+            }
+            budget -= 1;
+            self.remove_cold(idx, true);
+            self.regs[idx as usize].place = Place::Parked { cold: true };
+            self.parked += 1;
+            self.add_hot(idx);
+            self.regs[idx as usize].settled_at = epoch.saturating_add(u64::from(self.cfg.min_stay));
+            self.promotions += 1;
+        }
+        queue.truncate(keep);
+        // Anything pushed meanwhile (nothing is) goes after the kept ones.
+        queue.append(&mut self.queue);
+        self.queue = queue;
+
+        // Demotions: scan the array from where the last scan ended.
+        let threshold = if self.hot_pressure() {
+            self.cfg.break_even
+        } else {
+            self.cfg.demote_below
+        };
+        let len = self.fds.len() - self.first;
+        if budget == 0 || len == 0 || threshold <= 0.0 {
+            return;
+        }
+        let mut pos = self.first + self.demote_rotor % len;
+        for _ in 0..len {
+            if budget == 0 {
+                break;
+            }
+            if pos >= self.fds.len() {
+                pos = self.first;
+                if pos >= self.fds.len() {
+                    break;
+                }
+            }
+            let idx = self.hot[pos];
+            let r = self.regs[idx as usize];
+            let eligible = !r.pinned
+                && !r.disabled
+                && r.changed != epoch
+                && epoch >= r.settled_at
+                && self.score_now(&r) < threshold;
+            if eligible {
+                match self.add_cold(idx) {
+                    Ok(()) => {
+                        // add_cold gave the record its cold place; take the
+                        // entry out of the array without touching it.
+                        let moved = self.hot.swap_remove(pos);
+                        debug_assert_eq!(moved, idx);
+                        self.fds.swap_remove(pos);
+                        if let Some(&other) = self.hot.get(pos) {
+                            self.regs[other as usize].place = Place::Hot(pos as u32);
+                        }
+                        self.regs[idx as usize].settled_at =
+                            epoch.saturating_add(u64::from(self.cfg.min_stay));
+                        self.demotions += 1;
+                        budget -= 1;
+                        // The entry moved into `pos` is examined next.
+                        continue;
+                    }
+                    Err(EBADF) => {
+                        // Closed under its registration: silent, as poll's
+                        // POLLNVAL for an entry that is not fresh.
+                        self.fds[pos].fd = -1;
+                        self.regs[idx as usize].disabled = true;
+                    }
+                    // EPERM (a regular file), ENOSPC (max_user_watches), …
+                    Err(_) => self.regs[idx as usize].pinned = true,
+                }
+            }
+            pos += 1;
+        }
+        self.demote_rotor = pos.saturating_sub(self.first);
+    }
+
+    /// Drops parked records idle for long, once they outnumber the live
+    /// registrations.
+    fn sweep_parked(&mut self) {
+        let live = self.fds.len() - self.first + self.cold.len();
+        if self.parked <= PARKED_SLACK || self.parked <= live {
+            return;
+        }
+        let age = 4 * u64::from(self.cfg.half_life);
+        for idx in 0..self.regs.len() as u32 {
+            let r = &self.regs[idx as usize];
+            if matches!(r.place, Place::Parked { .. })
+                && self.epoch.saturating_sub(r.scored_at) > age
+            {
+                self.release(idx);
+            }
+        }
+    }
+
+    // ----- the wait -----------------------------------------------------
+
+    fn update_load(load: &mut f64, decay: f64, sample: f64) {
+        *load = *load * decay + sample * (1.0 - decay);
+    }
+
+    /// Turns the `revents` of a wait that found `ready` entries into `out`.
+    fn collect(&mut self, mut ready: usize, out: &mut Output, max_events: usize) -> io::Result<()> {
+        let hot_len = self.fds.len() - self.first;
+        let cold_len = self.cold.len();
+        let mut result = Ok(());
+        let woke = self.fds[0].revents != 0;
+        if woke {
+            ready -= 1;
+        }
+        if let Some(w) = &self.waker
+            && self.fds[1].revents != 0
+        {
+            ready -= 1;
+            result = w.notifier.drain().map(drop);
+            out.events.push(RawEvent {
+                key: Key::WAKER,
+                ready: Ready::IN,
+            });
+        }
+        let mut cold_hits = 0;
+        let cold_first = self.cold_first;
+        if woke && cold_first {
+            match self.collect_cold(out, max_events) {
+                Ok(n) => cold_hits = n,
+                Err(e) => result = result.and(Err(e)),
+            }
+        }
+        let hot_hits = self.collect_hot(ready, out, max_events);
+        if woke && !cold_first {
+            match self.collect_cold(out, max_events) {
+                Ok(n) => cold_hits = n,
+                Err(e) => result = result.and(Err(e)),
+            }
+        }
+        if out.events.len() >= max_events {
+            self.cold_first = !self.cold_first;
+        }
+        // The loads of the two halves (see the crate docs).
+        let (b, e, q) = (self.cfg.break_even, self.cfg.epoll_wait_cost, self.decay);
+        if hot_len > 0 {
+            let fixed = if hot_hits > 0 { e } else { 0.0 };
+            let sample = (hot_hits as f64 / b + fixed) / hot_len as f64;
+            Self::update_load(&mut self.hot_load, q, sample);
+        } else {
+            self.hot_load = 1.0;
+        }
+        if cold_len > 0 {
+            let fixed = if woke { e } else { 0.0 };
+            let sample = (cold_hits as f64 / b + fixed) / cold_len as f64;
+            Self::update_load(&mut self.cold_load, q, sample);
+        } else {
+            self.cold_load = 0.0;
+        }
+        result
+    }
+
+    /// The array's registrations; returns how many were ready.
+    fn collect_hot(&mut self, mut ready: usize, out: &mut Output, max_events: usize) -> usize {
+        let len = self.fds.len() - self.first;
+        if ready == 0 || len == 0 {
+            return 0;
+        }
+        let room = max_events.saturating_sub(out.events.len());
+        let start = if ready > room { self.rotor % len } else { 0 };
+        let mut doomed = std::mem::take(&mut self.doomed);
+        let mut hits = 0;
+        for i in 0..len {
+            if ready == 0 {
+                break;
+            }
+            let rel = if start + i >= len {
+                start + i - len
+            } else {
+                start + i
+            };
+            let pos = self.first + rel;
+            let revents = self.fds[pos].revents;
+            if revents == 0 {
+                continue;
+            }
+            ready -= 1;
+            let idx = self.hot[pos];
+            let r = &mut self.regs[idx as usize];
+            if revents & POLLNVAL != 0 {
+                if r.changed == self.epoch {
+                    // Refused, as EPOLL_CTL_ADD/MOD would refuse it.
+                    out.rejected.push(Rejection {
+                        key: r.key,
+                        errno: EBADF,
+                    });
+                    doomed.push(pos);
+                } else {
+                    // Closed under its registration: silent until a change
+                    // for its key arrives or it is removed.
+                    r.disabled = true;
+                    self.fds[pos].fd = -1;
+                }
+                continue;
+            }
+            let bits = ready_from_revents(revents) & Ready::reportable(r.interest);
+            if bits.is_empty() {
+                continue;
+            }
+            let key = r.key;
+            hits += 1;
+            self.bump(idx);
+            // Past the limit, keep scanning: for POLLNVAL, and for the
+            // scores.
+            if out.events.len() >= max_events {
+                continue;
+            }
+            out.events.push(RawEvent { key, ready: bits });
+            self.rotor = rel + 1;
+        }
+        // Highest position first: an entry that `swap_remove` moves comes
+        // from the tail, above every position still to remove.
+        doomed.sort_unstable_by(|a, b| b.cmp(a));
+        for &pos in &doomed {
+            let idx = self.remove_hot(pos);
+            self.regs[idx as usize].place = Place::Parked { cold: false };
+            self.parked += 1;
+            self.release(idx);
+        }
+        doomed.clear();
+        self.doomed = doomed;
+        hits
+    }
+
+    /// The epoll set's readiness, at most the room left; returns how many
+    /// registrations were ready.
+    fn collect_cold(&mut self, out: &mut Output, max_events: usize) -> io::Result<usize> {
+        let room = max_events
+            .saturating_sub(out.events.len())
+            .min(self.cold.len().max(1));
+        if room == 0 {
+            // Stays queued in the kernel for the next call.
+            return Ok(0);
+        }
+        if self.buf.capacity() < room {
+            self.buf.clear();
+            self.buf.reserve(room);
+        }
+        let n = self
+            .epoll
+            .wait_max(&mut self.buf, room, Some(Duration::ZERO))?;
+        let mut hits = 0;
+        for i in 0..n {
+            let ev = self.buf[i];
+            let data = ev.data();
+            let (idx, nonce) = (data as u32, (data >> 32) as u32);
+            let Some(r) = self.regs.get(idx as usize) else {
+                continue;
+            };
+            if !matches!(r.place, Place::Cold(_)) || r.nonce != nonce {
+                // A stale registration (a dup of a descriptor closed while
+                // cold): not ours any more.
+                continue;
+            }
+            let bits = ready_from_epoll(ev.events()) & Ready::reportable(r.interest);
+            if bits.is_empty() {
+                continue;
+            }
+            let key = r.key;
+            hits += 1;
+            self.bump(idx);
+            out.events.push(RawEvent { key, ready: bits });
+        }
+        Ok(hits)
+    }
+}
+
+impl Backend for SuperpollBackend {
+    fn name(&self) -> &'static str {
+        "superpoll"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_edge: false,
+            native_oneshot: false,
+            cheap_changes: true,
+            max_fd: None,
+        }
+    }
+
+    fn submit_and_wait(
+        &mut self,
+        changes: &[Change],
+        out: &mut Output,
+        max_events: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        for c in changes {
+            self.apply(c, out);
+        }
+        // Migrations happen here, between the batch and the wait: both
+        // halves are level-triggered, so a moved descriptor reports its
+        // readiness at the wait from wherever it is.
+        if self.epoch >= self.next_eval {
+            self.evaluate();
+            self.sweep_parked();
+            self.next_eval = self.epoch.saturating_add(u64::from(self.cfg.interval));
+        }
+        self.fds[0].fd = if self.cold.is_empty() {
+            -1
+        } else {
+            self.epoll.as_raw_fd()
+        };
+        let timeout = if out.rejected.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        // On EINTR the epoch is not advanced, so the driver's retry still
+        // sees this batch's entries as fresh.
+        let ready = poll(&mut self.fds, timeout)?;
+        let result = self.collect(ready, out, max_events.max(1));
+        self.epoch = self.epoch.wrapping_add(1);
+        result
+    }
+
+    fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        if let Some(w) = &self.waker {
+            return Ok(w.clone());
+        }
+        let notifier = Notifier::new()?;
+        let fd = notifier.as_raw_fd();
+        let w = Arc::new(SuperpollWaker { notifier });
+        // Put the waker at position 1, moving whatever was there to the end.
+        self.fds.push(PollFd {
+            fd,
+            events: POLLIN,
+            revents: 0,
+        });
+        self.hot.push(RESERVED);
+        let last = self.fds.len() - 1;
+        if last != 1 {
+            self.fds.swap(1, last);
+            self.hot.swap(1, last);
+            let moved = self.hot[last];
+            self.regs[moved as usize].place = Place::Hot(last as u32);
+        }
+        self.first = 2;
+        self.waker = Some(w.clone());
+        Ok(w)
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// Wakes a [`SuperpollBackend`] through an eventfd in its `pollfd` array.
+#[derive(Debug)]
+struct SuperpollWaker {
+    notifier: Notifier,
+}
+
+impl Wake for SuperpollWaker {
+    fn wake(&self) -> io::Result<()> {
+        self.notifier.notify()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_match_between_the_halves() {
+        for i in [Interest::READABLE, Interest::WRITABLE, Interest::BOTH] {
+            assert_eq!(poll_events(i) as u16 as u32, epoll_events(i));
+        }
+        let all = POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP | POLLRDHUP;
+        assert_eq!(ready_from_revents(all), ready_from_epoll(all as u16 as u32));
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(SuperpollConfig::default().validate().is_ok());
+        let bad = [
+            SuperpollConfig {
+                interval: 0,
+                ..SuperpollConfig::default()
+            },
+            SuperpollConfig {
+                half_life: 0,
+                ..SuperpollConfig::default()
+            },
+            SuperpollConfig {
+                demote_below: 0.9,
+                ..SuperpollConfig::default()
+            },
+            SuperpollConfig {
+                break_even: f64::NAN,
+                ..SuperpollConfig::default()
+            },
+        ];
+        for cfg in bad {
+            let err = SuperpollBackend::with_config(cfg).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn scores_decay_lazily_and_stay_in_range() {
+        let mut b = SuperpollBackend::new().unwrap();
+        let idx = b.alloc(Key::new(0, 0), 1000, Interest::READABLE);
+        for _ in 0..200 {
+            b.bump(idx);
+            b.bump(idx);
+            b.epoch += 1;
+        }
+        let r = b.regs[idx as usize];
+        assert!(r.score <= 1.0 && r.score > 0.99, "{}", r.score);
+        b.epoch = r.scored_at + u64::from(b.cfg.half_life);
+        let half = b.score_now(&b.regs[idx as usize]);
+        assert!((half - r.score / 2.0).abs() < 1e-9, "{half}");
+    }
+}

@@ -1,0 +1,288 @@
+//! Migration between the halves never changes the stream: after every wait
+//! the events equal those of the poll backend watching the same descriptors
+//! with the same declarations.
+
+mod common;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use common::{Rng, Twin, churn, cold_eager, drain, tokens};
+use evmux_interest::{Interest, Mode, Token};
+use evmux_superpoll::SuperpollConfig;
+use evmux_sys::fd;
+
+/// Moves at every wait, with a little hysteresis (half-life 2 waits).
+fn quick() -> SuperpollConfig {
+    SuperpollConfig {
+        promote_above: 0.6,
+        demote_below: 0.3,
+        break_even: 0.45,
+        interval: 1,
+        max_moves: 64,
+        half_life: 2,
+        min_stay: 0,
+        epoll_wait_cost: 0.0,
+    }
+}
+
+#[test]
+fn a_descriptor_goes_idle_busy_idle_and_nothing_is_lost() {
+    let mut t = Twin::new("quick", quick());
+    let (a, b) = fd::socketpair_stream().unwrap();
+    let (c, _d) = fd::socketpair_stream().unwrap();
+    t.declare(a.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level);
+    // A neighbour that is always ready keeps the array busy.
+    t.declare(c.as_raw_fd(), Token(2), Interest::WRITABLE, Mode::Level);
+    for cycle in 0..3 {
+        // Idle: demoted.
+        let before = t.sp.backend().stats();
+        for _ in 0..20 {
+            assert_eq!(tokens(&t.wait()), [Token(2)]);
+        }
+        let s = t.sp.backend().stats();
+        assert!(s.demotions > before.demotions, "cycle {cycle}: {s:?}");
+        assert_eq!(t.sp.backend().is_hot(a.as_raw_fd()), Some(false));
+        assert_eq!(t.sp.backend().is_hot(c.as_raw_fd()), Some(true));
+        // Busy: data stays pending, reported at every wait, promoted while
+        // it is ready (the promotion happens with readiness present).
+        fd::write(&b, b"data").unwrap();
+        for _ in 0..10 {
+            let evs = t.wait();
+            assert_eq!(tokens(&evs), [Token(1), Token(2)], "cycle {cycle}");
+            assert!(evs[0].readable && !evs[0].writable);
+        }
+        let s2 = t.sp.backend().stats();
+        assert!(s2.promotions > s.promotions, "cycle {cycle}: {s2:?}");
+        assert_eq!(t.sp.backend().is_hot(a.as_raw_fd()), Some(true));
+        drain(&a);
+    }
+}
+
+#[test]
+fn readiness_present_at_the_moment_of_migration_is_reported_once() {
+    // Find the wait at which an idle descriptor is demoted, then make it
+    // ready just before that wait: the demotion and the readiness meet in
+    // one call. Likewise for a busy descriptor whose data is drained just
+    // before the wait that promotes it.
+    let mut demoted_while_ready = 0;
+    let mut promoted_while_idle = 0;
+    for idle in 0..12 {
+        let mut t = Twin::new("quick", quick());
+        let (a, b) = fd::socketpair_stream().unwrap();
+        t.declare(a.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level);
+        for _ in 0..idle {
+            assert!(t.wait().is_empty());
+        }
+        fd::write(&b, b"x").unwrap();
+        let before = t.sp.backend().stats();
+        let evs = t.wait();
+        let after = t.sp.backend().stats();
+        assert_eq!(tokens(&evs), [Token(1)], "idle {idle}");
+        if after.demotions > before.demotions {
+            demoted_while_ready += 1;
+            assert_eq!(t.sp.backend().is_hot(a.as_raw_fd()), Some(false));
+            // Still reported, exactly once per wait, from the epoll set.
+            for _ in 0..3 {
+                assert_eq!(tokens(&t.wait()), [Token(1)]);
+            }
+        }
+        // Now busy until promoted; drain just before each wait from some
+        // point on, so that a promotion meets a descriptor with nothing to
+        // report.
+        for busy in 0..12 {
+            let drain_now = busy >= idle % 4;
+            if drain_now {
+                drain(&a);
+            }
+            let before = t.sp.backend().stats();
+            let evs = t.wait();
+            let after = t.sp.backend().stats();
+            if after.promotions > before.promotions && drain_now {
+                promoted_while_idle += 1;
+                assert!(evs.is_empty(), "{evs:?}");
+            }
+            fd::write(&b, b"x").unwrap();
+        }
+    }
+    assert!(demoted_while_ready > 0);
+    assert!(promoted_while_idle > 0);
+}
+
+#[test]
+fn every_mode_migrates_without_loss() {
+    // Level, edge and oneshot registrations on descriptors that go busy
+    // and idle in turns, under a policy that moves them constantly.
+    for (name, cfg) in [("quick", quick()), ("churn", churn())] {
+        let mut t = Twin::new(name, cfg);
+        let pairs: Vec<(OwnedFd, OwnedFd)> =
+            (0..6).map(|_| fd::socketpair_stream().unwrap()).collect();
+        let modes = [Mode::Level, Mode::Edge, Mode::Oneshot];
+        for (i, (a, _)) in pairs.iter().enumerate() {
+            t.declare(a.as_raw_fd(), Token(i), Interest::READABLE, modes[i % 3]);
+        }
+        for step in 0..300usize {
+            for (i, (a, b)) in pairs.iter().enumerate() {
+                // Descriptor i is busy in phases of i+2 waits.
+                let busy = (step / (i + 2)) % 2 == 0;
+                if busy {
+                    fd::write(b, b"x").unwrap();
+                } else if step % 3 == 0 {
+                    drain(a);
+                    if modes[i % 3] == Mode::Edge {
+                        t.would_block(Token(i), Interest::READABLE);
+                    }
+                }
+                if modes[i % 3] == Mode::Oneshot && step % 4 == i % 4 {
+                    t.declare(a.as_raw_fd(), Token(i), Interest::READABLE, Mode::Oneshot);
+                }
+            }
+            t.wait();
+        }
+        let s = t.sp.backend().stats();
+        assert!(s.promotions > 5 && s.demotions > 5, "{name}: {s:?}");
+    }
+}
+
+/// Reads until anything but data (`WouldBlock`, end of file, an error such
+/// as `ECONNRESET` after the peer closed with data unread).
+fn drain_any(fd: &OwnedFd) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = fd::read(fd, &mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Sends until anything but success (`WouldBlock`, `EPIPE`, `ECONNRESET`).
+fn fill_any(fd: &OwnedFd) {
+    let buf = [0u8; 4096];
+    while fd::send(fd, &buf).is_ok() {}
+}
+
+/// One descriptor of the random script: a socketpair whose `a` end is
+/// registered (maybe) under token `i`, and whose `b` end the script uses to
+/// make `a` readable, writable or hung up.
+struct Slot {
+    a: OwnedFd,
+    b: Option<OwnedFd>,
+    registered: bool,
+}
+
+fn new_slot() -> Slot {
+    let (a, b) = fd::socketpair_stream().unwrap();
+    Slot {
+        a,
+        b: Some(b),
+        registered: false,
+    }
+}
+
+fn random_script(name: &'static str, cfg: SuperpollConfig, seed: u64, waits: usize) -> Twin {
+    const N: usize = 16;
+    let mut rng = Rng(seed);
+    let mut t = Twin::new(name, cfg);
+    let mut slots: Vec<Slot> = (0..N).map(|_| new_slot()).collect();
+    let interests = [Interest::READABLE, Interest::WRITABLE, Interest::BOTH];
+    let modes = [Mode::Level, Mode::Level, Mode::Edge, Mode::Oneshot];
+    // Each descriptor has a "temperature": how likely it is to be touched
+    // at a step. Temperatures drift, so descriptors go busy and idle.
+    let mut heat: Vec<u64> = (0..N).map(|_| rng.next() % 1000).collect();
+    for _ in 0..waits {
+        for i in 0..N {
+            if rng.chance(20) {
+                heat[i] = rng.next() % 1000;
+            }
+            if !rng.chance(heat[i]) {
+                continue;
+            }
+            let token = Token(i);
+            let s = &mut slots[i];
+            match rng.below(12) {
+                0..=2 => {
+                    if let Some(b) = &s.b {
+                        let _ = fd::send(b, b"abc");
+                    }
+                }
+                3 | 4 => {
+                    drain_any(&s.a);
+                    if s.registered && rng.chance(700) {
+                        t.would_block(token, Interest::READABLE);
+                    }
+                }
+                5 => {
+                    fill_any(&s.a);
+                    if s.registered && rng.chance(700) {
+                        t.would_block(token, Interest::WRITABLE);
+                    }
+                }
+                6 => {
+                    if let Some(b) = &s.b {
+                        drain_any(b);
+                    }
+                }
+                7 | 8 => {
+                    let interest = interests[rng.below(3)];
+                    let mode = modes[rng.below(4)];
+                    t.declare(s.a.as_raw_fd(), token, interest, mode);
+                    s.registered = true;
+                }
+                9 => {
+                    if s.registered {
+                        t.forget(token);
+                        s.registered = false;
+                    }
+                }
+                10 => {
+                    if rng.chance(100)
+                        && let Some(b) = s.b.take()
+                    {
+                        // The peer goes away: a lasting hang-up.
+                        drop(b);
+                    }
+                }
+                _ => {
+                    if rng.chance(100) {
+                        // A new descriptor for the slot; forget first.
+                        if s.registered {
+                            t.forget(token);
+                        }
+                        *s = new_slot();
+                    }
+                }
+            }
+        }
+        t.wait();
+    }
+    t
+}
+
+#[test]
+fn random_scripts_match_the_poll_backend() {
+    let configs = [
+        ("churn", churn()),
+        ("quick", quick()),
+        ("cold_eager", cold_eager()),
+        ("default", SuperpollConfig::default()),
+        (
+            "small_batches",
+            SuperpollConfig {
+                interval: 3,
+                max_moves: 2,
+                ..quick()
+            },
+        ),
+    ];
+    for (name, cfg) in configs {
+        for seed in 1..=4u64 {
+            let t = random_script(name, cfg, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 600);
+            let s = t.sp.backend().stats();
+            if name != "default" {
+                assert!(s.demotions > 0, "{name} seed {seed}: {s:?}");
+            }
+            if name == "churn" || name == "quick" || name == "small_batches" {
+                assert!(s.promotions > 0, "{name} seed {seed}: {s:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1134 @@
+//! The io_uring backend for evmux.
+//!
+//! Readiness comes from one **multishot `IORING_OP_POLL_ADD`** per
+//! registration, kept armed in the kernel, and every change of the interest
+//! set is an SQE submitted by the very `io_uring_enter(2)` that waits: a
+//! batch of N changes costs one syscall, for any N that fits the submission
+//! queue (4096 SQEs).
+//!
+//! # Design
+//!
+//! ## Level semantics on top of edge-ish completions
+//!
+//! A multishot poll posts a CQE when the file *wakes it up* (and once when it
+//! is armed, if the file is ready then). It does not post again while the
+//! file merely stays ready, and the mask a CQE carries may be stale: the
+//! kernel stashes the wake-up's key and runs the completion later (task
+//! work), so "data arrived, then the program read it all, then waited"
+//! yields a CQE saying `POLLIN` for an empty pipe (the crate's tests provoke
+//! exactly this). `IORING_POLL_ADD_LEVEL` is no way out: it was disabled at
+//! prep time before Linux 6.0 shipped ("io_uring/poll: disable level
+//! triggered poll", September 2022), and a `POLL_ADD` carrying it fails with
+//! `EINVAL` on current kernels (checked on 6.18). Nor could any flag help: a
+//! queue of completions cannot say "still ready at this wait"; whatever it
+//! holds is as old as the task work that posted it.
+//!
+//! So CQEs are **hints**. Each registration has a *possibly ready* flag,
+//! set by any CQE for it. After the `io_uring_enter` of a wait, one
+//! zero-timeout `poll(2)` over the possibly-ready registrations (with their
+//! current interest) gives the exact readiness at the time of the wait:
+//! registrations found ready are reported and stay flagged (a level
+//! registration must be reported at every wait while ready, and the kernel
+//! will not post again for it); the others lose the flag, and the kernel will
+//! post a new CQE when they become ready again, because the multishot poll
+//! stays armed. While any registration is flagged, the `io_uring_enter`
+//! does not block.
+//!
+//! This makes the stream identical to `poll(2)`'s level semantics. The
+//! backend reports [`Capabilities::native_edge`] and
+//! [`Capabilities::native_oneshot`] as false: the driver only sends
+//! [`Trigger::Level`] watches and emulates edge and oneshot by changing the
+//! watch.
+//!
+//! ## Changes
+//!
+//! - add: `POLL_ADD` with `IORING_POLL_ADD_MULTI`, `user_data` = the [`Key`],
+//!   mask `POLLIN|POLLRDHUP` for readable, `POLLOUT` for writable (`POLLERR`
+//!   and `POLLHUP` are always reported by the kernel);
+//! - remove: `IORING_OP_ASYNC_CANCEL` by `user_data` (with
+//!   `IORING_ASYNC_CANCEL_ALL` where available), `IOSQE_CQE_SKIP_SUCCESS`.
+//!   Cancellation is used rather than `IORING_OP_POLL_REMOVE` because a
+//!   remove can fail with `EALREADY` and leave the poll armed when it races
+//!   with the poll's own completion work (the kernel's `io_poll_disarm`
+//!   cannot take ownership then), whereas a cancel marks the poll cancelled
+//!   in any state, and `CANCEL_ALL` catches every poll of the key;
+//! - modify: cancel + a new `POLL_ADD` with the same key, in that order in
+//!   the same submission. `IORING_POLL_UPDATE_EVENTS` would save an SQE and
+//!   a CQE, but the io-uring crate (0.7) has no builder for it, and an update
+//!   goes through the same `io_poll_disarm` as a remove.
+//!
+//! The backend counts, per registration, the poll requests it submitted
+//! whose final CQE (one without `IORING_CQE_F_MORE`) it has not seen yet, so
+//! that the `-ECANCELED` of a replaced poll is told apart from the end of the
+//! live one.
+//!
+//! ## Timeouts and the single syscall
+//!
+//! Every wait is one `io_uring_enter(to_submit, min_complete,
+//! IORING_ENTER_GETEVENTS [| IORING_ENTER_EXT_ARG])`:
+//! - `None`: `min_complete` ≥ 1, no timeout;
+//! - `Some(t)`, `t > 0`: `IORING_ENTER_EXT_ARG` with a relative timespec
+//!   (Linux ≥ 5.11), never shorter than `t`;
+//! - `Some(0)`, or a wait that must not block (a registration is possibly
+//!   ready, a wake-up is pending): `min_complete = 0`. `GETEVENTS` is still
+//!   passed: it makes the kernel run the pending completion work before
+//!   returning, which is what posts readiness CQEs for polls armed by this
+//!   very submission.
+//!
+//! A blocking wait whose batch cancels polls asks for one more completion
+//! per cancel (each cancel is certain to produce one: the cancelled poll's
+//! `-ECANCELED`, or, when the poll had ended already, that poll's final CQE
+//! still unread), so that these do not end the wait early. This is only done
+//! while every poll was submitted by the waiting thread (below), since
+//! otherwise the `-ECANCELED` is posted by another thread's task work.
+//!
+//! **Syscalls per wait:** one `io_uring_enter`; plus one `poll(2)` when any
+//! registration is possibly ready (in level mode, every wait while something
+//! stays ready); plus one `read(2)` of the waker's eventfd when the waker's
+//! poll fired. A batch that needs more than 4096 SQEs (more than ~2000
+//! modifications, or 4096 additions) is submitted in chunks, one extra
+//! `io_uring_enter` per full submission queue: that is the one case in which
+//! a batch costs more than one `io_uring_enter`. CQ overflow (below) costs
+//! one more per flush.
+//!
+//! # Kernel requirements
+//!
+//! | feature | Linux | use |
+//! |---|---|---|
+//! | `IORING_POLL_ADD_MULTI` | 5.13 | required: readiness |
+//! | `IORING_FEAT_EXT_ARG` | 5.11 | required: timeouts in the waiting enter |
+//! | `IORING_FEAT_NODROP` | 5.5 | required: no CQE is lost on overflow |
+//! | `IOSQE_CQE_SKIP_SUCCESS` (`IORING_FEAT_CQE_SKIP`) | 5.17 | required: silent cancels |
+//! | `IORING_SETUP_SUBMIT_ALL` | 5.18 | used when available: a failing SQE does not stop the batch |
+//! | `IORING_SETUP_COOP_TASKRUN` | 5.19 | used when available: no IPI per wake-up |
+//! | `IORING_ASYNC_CANCEL_ALL` | 5.19 | used when available (detected with `COOP_TASKRUN`) |
+//!
+//! `SINGLE_ISSUER`/`DEFER_TASKRUN` are not used: the backend is `Send`, and
+//! those tie the ring to one task (`io_uring_enter` fails with `EEXIST`
+//! from any other).
+//!
+//! # Kernel quirks handled
+//!
+//! - **Multishot end** (a CQE without `IORING_CQE_F_MORE` and `res >= 0`):
+//!   the kernel stopped the poll (CQ overflow, or a file without a wait
+//!   queue). The registration is flagged possibly ready; if `poll(2)` then
+//!   finds it not ready, a new `POLL_ADD` for the same key goes into the next
+//!   submission. A file that stays ready needs no poll at all.
+//! - **Regular files** have no wait queue: `POLL_ADD` completes at once with
+//!   `POLLIN|POLLOUT` and without `F_MORE` (the case above). They stay
+//!   flagged and `poll(2)` reports them `IN|OUT` at every wait, as SEMANTICS
+//!   requires, with no further SQE.
+//! - **`-ECANCELED`** never reaches the stream. It ends a poll this backend
+//!   cancelled (removal, modification) or one the kernel cancelled (its
+//!   submitting thread exited and a wake-up found it gone); in the latter
+//!   case the registration is re-checked and re-armed like any ended poll.
+//!   A cancel that finds nothing (the poll had ended) is not an error.
+//! - **Spurious and stale wake-ups** are filtered by the `poll(2)` re-check.
+//! - **Refused additions**: a `POLL_ADD` whose CQE has a negative result other
+//!   than `-ECANCELED` (`-EBADF` for a closed descriptor) becomes a
+//!   [`Rejection`] with that errno; the rest of the batch still applies
+//!   (`SUBMIT_ALL`), and the failed SQE's CQE ends the blocking part of the
+//!   enter, so the call does not block.
+//! - **CQ overflow**: the CQ ring has four times the SQ ring's entries, and
+//!   the backend always empties it. If the kernel still had to keep CQEs
+//!   aside (`IORING_SQ_CQ_OVERFLOW`), an `io_uring_enter(GETEVENTS)` flushes
+//!   them before the wait returns, so their hints count for this wait.
+//! - **The waker** is an eventfd ([`Notifier`]) watched by a multishot
+//!   `POLL_ADD` with `user_data` = [`Key::WAKER`]. When it fires the eventfd
+//!   is read; it is reported (once) only if a wake was actually pending, so a
+//!   stale CQE gives no extra wake-up. Reading it wakes only writers
+//!   (`POLLOUT`), which the poll does not watch: no spinning.
+//! - **Stale CQEs** (a key whose generation is no longer in the table) are
+//!   dropped, and not re-armed.
+//! - **Threads**: a poll's completion work runs on the thread that submitted
+//!   it. When the backend is used from another thread than the one that
+//!   armed its polls, it cancels and re-adds every poll from the new thread
+//!   in the first wait there (one batch), so readiness never waits on
+//!   another thread. From then on a blocking wait no longer counts on the
+//!   cancels' completions (above): one whose batch cancels polls may end
+//!   early once, and the driver resumes it (one more `io_uring_enter`).
+//! - **`EINTR`**: `io_uring_enter` submits before it waits, and reports an
+//!   interrupted wait as success when it submitted something. An error
+//!   therefore means nothing was consumed: the SQEs stay in the ring (the
+//!   backend's bookkeeping already counts them) and go with the next enter,
+//!   so a change is neither lost nor applied twice. The error is returned
+//!   (`ErrorKind::Interrupted`); the driver retries with an empty batch.
+//!
+//! # Descriptors closed while registered: the file stays open
+//!
+//! An armed poll holds a reference to the *file*, not the number (epoll and
+//! `poll(2)` hold none). Two consequences differ from the other backends:
+//! - `forget` then `close` before the next wait: the backend hears of the
+//!   `forget` only at that wait, which cancels the poll; until then the file
+//!   stays open, so a socket's peer sees no end of file and a pipe's writer
+//!   no `EPIPE` (`tests/file_lifetime.rs`). The event stream is not
+//!   affected (the driver drops the forgotten key's events). The testkit's
+//!   random conformance scenarios observe this through the peer's I/O,
+//!   which is why this crate's conformance test leaves out scenarios that
+//!   close a declared descriptor; every other scenario conforms.
+//! - `close` without `forget`: the file stays open until the registration
+//!   is forgotten (and the next wait runs), like a `dup`ed file in an epoll
+//!   set. The re-check looks at the *number*: a closed number is `POLLNVAL`
+//!   and the registration falls silent (it is not re-armed, so no error
+//!   event either); see SEMANTICS.md.
+//!
+//! # Example
+//!
+//! ```
+//! use std::os::fd::AsRawFd;
+//! use std::time::Duration;
+//! use evmux_interest::{Events, Interest, Mode, Poller, Token};
+//! use evmux_uring::UringBackend;
+//!
+//! if !evmux_uring::is_supported() {
+//!     return Ok(()); // io_uring refused here (sysctl, seccomp, old kernel)
+//! }
+//! let mut poller = Poller::new(UringBackend::new()?);
+//! let (r, w) = evmux_sys::fd::pipe()?;
+//! poller.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)?;
+//! evmux_sys::fd::write(&w, b"x")?;
+//! let mut events = Events::with_capacity(16);
+//! // One io_uring_enter submits the POLL_ADD and collects its completion;
+//! // one poll(2) confirms the readiness.
+//! poller.get_next_event(&mut events, Some(Duration::ZERO))?;
+//! assert_eq!(events.iter().next().unwrap().token, Token(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![cfg(target_os = "linux")]
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use evmux_interest::{
+    Backend, Capabilities, Change, Interest, Key, Output, RawEvent, Ready, Rejection, Trigger, Wake,
+};
+use evmux_sys::counter::{self, SyscallKind};
+use evmux_sys::eventfd::Notifier;
+use evmux_sys::poll::{
+    POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDHUP, PollFd, poll,
+};
+use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
+use io_uring::{EnterFlags, IoUring, cqueue, opcode, squeue, types};
+
+/// Submission queue entries: a batch of up to this many SQEs costs one
+/// `io_uring_enter`.
+pub const SQ_ENTRIES: u32 = 4096;
+/// Completion queue entries.
+pub const CQ_ENTRIES: u32 = 4 * SQ_ENTRIES;
+
+/// `user_data` of cancel SQEs. As a [`Key`] it would be slot index
+/// `u32::MAX - 1`, which the driver cannot reach (its slot table would need
+/// 2^32 entries); `u64::MAX` is [`Key::WAKER`].
+const CANCEL_USER_DATA: u64 = u64::MAX - 1;
+
+/// Checks the fault seam and counts one syscall of `kind`, as `evmux-sys`'s
+/// wrappers do.
+fn syscall(kind: SyscallKind) -> io::Result<()> {
+    evmux_sys::fault::check(kind)?;
+    counter::record(kind);
+    Ok(())
+}
+
+/// Why io_uring cannot be used: the payload of the [`io::Error`] that
+/// [`UringBackend::new`] returns (reach it with `get_ref()` and
+/// `downcast_ref`). The error's kind is the one of the errno, when there is
+/// one (`PermissionDenied` for `EPERM`, `Unsupported` for `ENOSYS`).
+#[derive(Debug)]
+pub struct Unavailable {
+    errno: Option<i32>,
+    reason: String,
+}
+
+impl Unavailable {
+    /// The errno `io_uring_setup(2)` failed with, if it failed (`None` when
+    /// the ring was created but lacks a required feature).
+    pub fn errno(&self) -> Option<i32> {
+        self.errno
+    }
+
+    /// Why, in words.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "io_uring is unavailable: {}", self.reason)?;
+        if let Some(errno) = self.errno {
+            write!(f, " ({})", io::Error::from_raw_os_error(errno))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+fn unavailable(errno: Option<i32>, kind: io::ErrorKind, reason: String) -> io::Error {
+    io::Error::new(kind, Unavailable { errno, reason })
+}
+
+/// Turns a failed `io_uring_setup` into an explanation.
+fn setup_error(e: io::Error) -> io::Error {
+    let Some(errno) = e.raw_os_error() else {
+        return e;
+    };
+    let reason = match errno {
+        libc::ENOSYS => "io_uring_setup(2) is not implemented: the kernel was built without \
+                         CONFIG_IO_URING, or a seccomp filter (e.g. a container runtime's) \
+                         blocks it"
+            .to_owned(),
+        libc::EPERM => {
+            // Error path only: the open/read/close of /proc count as one.
+            counter::record(SyscallKind::Other);
+            match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|s| s.trim().to_owned())
+                .as_deref()
+            {
+                Ok("2") => "disabled for every process by the sysctl \
+                            kernel.io_uring_disabled = 2"
+                    .to_owned(),
+                Ok("1") => "restricted by the sysctl kernel.io_uring_disabled = 1 to \
+                            privileged processes and members of kernel.io_uring_group"
+                    .to_owned(),
+                _ => "io_uring_setup(2) refused with EPERM (a seccomp or LSM policy, or \
+                      the kernel.io_uring_disabled sysctl)"
+                    .to_owned(),
+            }
+        }
+        libc::EINVAL => "the kernel refused the ring parameters (Linux too old?)".to_owned(),
+        libc::ENOMEM => "no memory for the rings (RLIMIT_MEMLOCK on Linux < 5.12?)".to_owned(),
+        libc::EMFILE | libc::ENFILE => "no descriptor left for the ring".to_owned(),
+        _ => "io_uring_setup(2) failed".to_owned(),
+    };
+    unavailable(Some(errno), e.kind(), reason)
+}
+
+/// A ring with the features this backend needs. Returns the ring and the
+/// set-up level: 2 with `SUBMIT_ALL` and `COOP_TASKRUN` (Linux ≥ 5.19, which
+/// also has `IORING_ASYNC_CANCEL_ALL`), 1 with `SUBMIT_ALL` only, 0 without.
+fn setup(sq: u32, cq: u32) -> io::Result<(IoUring, u8)> {
+    // Newest flags first; EINVAL means the kernel does not know one of them.
+    // Level 2: SUBMIT_ALL (5.18) and COOP_TASKRUN (5.19); 1: SUBMIT_ALL; 0:
+    // none.
+    let build = |level: u8| -> io::Result<IoUring> {
+        syscall(SyscallKind::IoUringSetup)?;
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq).setup_clamp();
+        if level >= 1 {
+            b.setup_submit_all();
+        }
+        if level >= 2 {
+            b.setup_coop_taskrun();
+        }
+        b.build(sq)
+    };
+    let mut level = 2;
+    let ring = loop {
+        match build(level) {
+            Ok(ring) => break ring,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && level > 0 => level -= 1,
+            Err(e) => return Err(setup_error(e)),
+        }
+    };
+
+    let p = ring.params();
+    let missing = [
+        (p.is_feature_nodrop(), "IORING_FEAT_NODROP (Linux 5.5)"),
+        (p.is_feature_ext_arg(), "IORING_FEAT_EXT_ARG (Linux 5.11)"),
+        (
+            p.is_feature_skip_cqe_on_success(),
+            "IORING_FEAT_CQE_SKIP (Linux 5.17)",
+        ),
+    ]
+    .iter()
+    .filter(|(ok, _)| !ok)
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>();
+    if !missing.is_empty() {
+        return Err(unavailable(
+            None,
+            io::ErrorKind::Unsupported,
+            format!(
+                "the kernel lacks {}; Linux 5.17 or later is required",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok((ring, level))
+}
+
+/// Whether io_uring can be used here (kernel support, sysctl, seccomp,
+/// required features). Probed once per process by creating a small ring.
+pub fn is_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| setup(2, 8).is_ok())
+}
+
+/// The poll mask for a watched interest.
+fn poll_mask(interest: Interest) -> u32 {
+    let mut mask = 0;
+    if interest.is_readable() {
+        mask |= (POLLIN | POLLRDHUP) as u16;
+    }
+    if interest.is_writable() {
+        mask |= POLLOUT as u16;
+    }
+    u32::from(mask)
+}
+
+/// `revents` as a [`Ready`] mask (`POLLNVAL` is handled before).
+fn ready_from_revents(revents: i16) -> Ready {
+    const MAP: [(i16, Ready); 6] = [
+        (POLLIN, Ready::IN),
+        (POLLPRI, Ready::PRI),
+        (POLLOUT, Ready::OUT),
+        (POLLERR, Ready::ERR),
+        (POLLHUP, Ready::HUP),
+        (POLLRDHUP, Ready::RDHUP),
+    ];
+    let mut ready = Ready::EMPTY;
+    for (bit, r) in MAP {
+        if revents & bit != 0 {
+            ready |= r;
+        }
+    }
+    ready
+}
+
+/// One registration as the kernel should see it.
+#[derive(Copy, Clone, Debug)]
+struct Reg {
+    key: Key,
+    fd: RawFd,
+    interest: Interest,
+    /// `POLL_ADD`s submitted for this key whose final CQE (no `F_MORE`) has
+    /// not been seen. 0: no poll is armed.
+    instances: u32,
+    /// A CQE hinted at readiness, or the poll ended: re-check with `poll(2)`.
+    hinted: bool,
+}
+
+/// An SQE waiting for room in the submission queue.
+#[derive(Copy, Clone, Debug)]
+enum Sqe {
+    /// A multishot `POLL_ADD`.
+    Add { key: Key, fd: RawFd, mask: u32 },
+    /// An `ASYNC_CANCEL` of every poll with this key.
+    Cancel { key: Key },
+}
+
+/// The io_uring entry for an [`Sqe`].
+fn sqe_entry(sqe: Sqe, cancel_all: bool) -> squeue::Entry {
+    match sqe {
+        Sqe::Add { key, fd, mask } => opcode::PollAdd::new(types::Fd(fd), mask)
+            .multi(true)
+            .build()
+            .user_data(key.0),
+        Sqe::Cancel { key } => {
+            let entry = if cancel_all {
+                opcode::AsyncCancel2::new(CancelBuilder::user_data(key.0).all()).build()
+            } else {
+                opcode::AsyncCancel::new(key.0).build()
+            };
+            // A cancel's own CQE only when it fails (found nothing, without
+            // CANCEL_ALL): the cancelled poll posts -ECANCELED anyway.
+            entry
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(CANCEL_USER_DATA)
+        }
+    }
+}
+
+/// Wakes a [`UringBackend`] through an eventfd its ring polls.
+#[derive(Debug)]
+struct UringWaker {
+    notifier: Notifier,
+}
+
+impl Wake for UringWaker {
+    fn wake(&self) -> io::Result<()> {
+        self.notifier.notify()
+    }
+}
+
+/// The waker's state inside the backend.
+#[derive(Debug)]
+struct WakerSlot {
+    shared: Arc<UringWaker>,
+    /// As [`Reg::instances`].
+    instances: u32,
+    /// A wake was drained from the eventfd and not reported yet.
+    pending: bool,
+    /// No poll is armed: arm one at the next submission.
+    needs_arm: bool,
+}
+
+/// Counts of the kernel quirks the backend met, for tests.
+#[doc(hidden)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuirkStats {
+    /// Multishot polls that ended without being cancelled by the backend
+    /// (a CQE without `F_MORE` and `res >= 0`, or an unrequested
+    /// `-ECANCELED` with no other poll left for the key).
+    pub ended: u64,
+    /// `POLL_ADD`s submitted again for an ended poll.
+    pub rearmed: u64,
+    /// Enters made to flush CQEs the kernel kept aside (CQ overflow).
+    pub overflow_flushes: u64,
+    /// CQEs dropped because their key is no longer registered.
+    pub stale: u64,
+    /// Possibly-ready registrations that the `poll(2)` re-check found not
+    /// ready (a stale or spurious wake-up, or readiness that went away).
+    pub filtered: u64,
+}
+
+/// The io_uring backend. See the crate documentation.
+pub struct UringBackend {
+    ring: IoUring,
+    /// See [`setup`].
+    level: u8,
+    /// `IORING_ASYNC_CANCEL_ALL` is available.
+    cancel_all: bool,
+    /// Registrations by slot index ([`Key::index`]).
+    regs: Vec<Option<Reg>>,
+    /// Keys whose registration is (or was) flagged possibly ready.
+    hinted: Vec<Key>,
+    /// Keys whose poll ended while they were not ready: re-arm at the next
+    /// submission.
+    rearm: Vec<Key>,
+    /// SQEs not yet in the submission queue (it was full).
+    pending: VecDeque<Sqe>,
+    waker: Option<WakerSlot>,
+    /// The thread that submitted the live polls.
+    owner: Option<ThreadId>,
+    /// Every live poll was submitted by `owner` (see the crate docs on
+    /// blocking waits with cancels).
+    same_thread: bool,
+    /// Scratch: the `poll(2)` array of the re-check, CQEs, key lists.
+    pollfds: Vec<PollFd>,
+    cqes: Vec<(u64, i32, u32)>,
+    scratch: Vec<Key>,
+    scratch2: Vec<Key>,
+    stats: QuirkStats,
+    start: Instant,
+}
+
+impl fmt::Debug for UringBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringBackend")
+            .field("ring_fd", &self.ring.as_raw_fd())
+            .field("setup_level", &self.level)
+            .field("registrations", &self.registrations())
+            .field("armed_polls", &self.armed_polls())
+            .field("possibly_ready", &self.hinted.len())
+            .field("pending_sqes", &self.pending.len())
+            .field("waker", &self.waker.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UringBackend {
+    /// A new ring (4096 SQEs, 16384 CQEs) with an empty interest set.
+    ///
+    /// # Errors
+    /// When io_uring cannot be used: the error's message says why, and its
+    /// kind is the errno's (`PermissionDenied` for `EPERM` — the
+    /// `kernel.io_uring_disabled` sysctl or a seccomp policy —,
+    /// `Unsupported` for `ENOSYS` or a kernel older than 5.17); its payload
+    /// is an [`Unavailable`].
+    pub fn new() -> io::Result<UringBackend> {
+        UringBackend::with_ring_sizes(SQ_ENTRIES, CQ_ENTRIES)
+    }
+
+    /// A backend with a ring of `sq` SQEs and `cq` CQEs (rounded up to
+    /// powers of two, `cq` at least `2 * sq`). Small rings make the
+    /// chunked submission and CQ overflow paths testable.
+    ///
+    /// # Errors
+    /// As [`UringBackend::new`].
+    #[doc(hidden)]
+    pub fn with_ring_sizes(sq: u32, cq: u32) -> io::Result<UringBackend> {
+        let sq = sq.max(1);
+        let (ring, level) = setup(sq, cq.max(2 * sq))?;
+        Ok(UringBackend {
+            ring,
+            level,
+            // COOP_TASKRUN and IORING_ASYNC_CANCEL_ALL came with the same
+            // release (5.19).
+            cancel_all: level == 2,
+            regs: Vec::new(),
+            hinted: Vec::new(),
+            rearm: Vec::new(),
+            pending: VecDeque::new(),
+            waker: None,
+            owner: None,
+            same_thread: true,
+            pollfds: Vec::new(),
+            cqes: Vec::new(),
+            scratch: Vec::new(),
+            scratch2: Vec::new(),
+            stats: QuirkStats::default(),
+            start: Instant::now(),
+        })
+    }
+
+    /// How many registrations the backend holds. For tests.
+    #[doc(hidden)]
+    pub fn registrations(&self) -> usize {
+        self.regs.iter().flatten().count()
+    }
+
+    /// How many poll requests the backend believes armed in the kernel
+    /// (registrations and waker). For tests.
+    #[doc(hidden)]
+    pub fn armed_polls(&self) -> u64 {
+        let regs: u64 = self
+            .regs
+            .iter()
+            .flatten()
+            .map(|r| u64::from(r.instances))
+            .sum();
+        regs + self.waker.as_ref().map_or(0, |w| u64::from(w.instances))
+    }
+
+    /// The ring's set-up flags: 2 = `SUBMIT_ALL|COOP_TASKRUN` (and
+    /// `IORING_ASYNC_CANCEL_ALL` is used), 1 = `SUBMIT_ALL`, 0 = none. For
+    /// tests.
+    #[doc(hidden)]
+    pub fn setup_level(&self) -> u8 {
+        self.level
+    }
+
+    /// The kernel quirks met so far. For tests.
+    #[doc(hidden)]
+    pub fn quirk_stats(&self) -> QuirkStats {
+        self.stats
+    }
+
+    /// The submission queue's size.
+    pub fn sq_entries(&self) -> u32 {
+        self.ring.params().sq_entries()
+    }
+
+    /// The completion queue's size.
+    pub fn cq_entries(&self) -> u32 {
+        self.ring.params().cq_entries()
+    }
+
+    fn reg(&self, key: Key) -> Option<&Reg> {
+        self.regs
+            .get(key.index() as usize)?
+            .as_ref()
+            .filter(|r| r.key == key)
+    }
+
+    fn reg_mut(&mut self, key: Key) -> Option<&mut Reg> {
+        self.regs
+            .get_mut(key.index() as usize)?
+            .as_mut()
+            .filter(|r| r.key == key)
+    }
+
+    fn hint(&mut self, key: Key) {
+        if let Some(reg) = self.reg_mut(key)
+            && !reg.hinted
+        {
+            reg.hinted = true;
+            self.hinted.push(key);
+        }
+    }
+
+    /// Queues a `POLL_ADD` for a registration and counts it.
+    fn arm(&mut self, key: Key) {
+        if let Some(reg) = self.reg_mut(key) {
+            reg.instances += 1;
+            let sqe = Sqe::Add {
+                key,
+                fd: reg.fd,
+                mask: poll_mask(reg.interest),
+            };
+            self.pending.push_back(sqe);
+        }
+    }
+
+    /// Queues the cancellation of every poll of `key` (`instances` of them,
+    /// as counted); returns how many cancel SQEs that is. With
+    /// `IORING_ASYNC_CANCEL_ALL` one SQE cancels them all; without it (Linux
+    /// < 5.19) one cancel per poll, so that none survives. Each cancel is
+    /// certain to produce a CQE: the `-ECANCELED` of the poll it found, or
+    /// its own `-ENOENT` (without `CANCEL_ALL`) — or, with `CANCEL_ALL` and
+    /// nothing found, the final CQE of the poll that had ended, still unread.
+    fn cancel(&mut self, key: Key, instances: u32) -> usize {
+        let n = if instances == 0 {
+            0
+        } else if self.cancel_all {
+            1
+        } else {
+            instances as usize
+        };
+        for _ in 0..n {
+            self.pending.push_back(Sqe::Cancel { key });
+        }
+        n
+    }
+
+    fn arm_waker(&mut self) {
+        if let Some(w) = &mut self.waker {
+            w.instances += 1;
+            self.pending.push_back(Sqe::Add {
+                key: Key::WAKER,
+                fd: w.shared.notifier.as_raw_fd(),
+                mask: u32::from(POLLIN as u16),
+            });
+        }
+    }
+
+    /// Turns one change into SQEs; returns how many cancels it queued.
+    fn apply(&mut self, c: &Change) -> usize {
+        let idx = c.key.index() as usize;
+        if self.regs.len() <= idx {
+            self.regs.resize(idx + 1, None);
+        }
+        let mut cancels = 0;
+        // What the slot holds: this key's registration, or (defensively) an
+        // older generation's that the driver never removed.
+        let old = self.regs[idx];
+        if let Some(old) = old
+            && (old.key != c.key || c.new.is_none())
+        {
+            cancels += self.cancel(old.key, old.instances);
+            self.regs[idx] = None;
+        }
+        let Some(watch) = c.new else {
+            return cancels;
+        };
+        debug_assert_eq!(
+            watch.trigger,
+            Trigger::Level,
+            "the driver sent a trigger this backend does not have"
+        );
+        debug_assert!(c.key.0 != CANCEL_USER_DATA, "key reserved for cancels");
+        match &mut self.regs[idx] {
+            Some(reg) => {
+                // Same key: a modification or a re-check.
+                if reg.interest != watch.interest || reg.fd != c.fd {
+                    reg.interest = watch.interest;
+                    reg.fd = c.fd;
+                    let instances = reg.instances;
+                    cancels += self.cancel(c.key, instances);
+                    self.arm(c.key);
+                }
+                if c.rearm {
+                    self.hint(c.key);
+                }
+            }
+            None => {
+                self.regs[idx] = Some(Reg {
+                    key: c.key,
+                    fd: c.fd,
+                    interest: watch.interest,
+                    instances: 0,
+                    hinted: false,
+                });
+                self.arm(c.key);
+            }
+        }
+        cancels
+    }
+
+    /// The backend is used from another thread than the one that armed its
+    /// polls: cancel them and arm them again from here.
+    fn migrate(&mut self) {
+        let armed: Vec<(Key, u32)> = self
+            .regs
+            .iter()
+            .flatten()
+            .filter(|r| r.instances > 0)
+            .map(|r| (r.key, r.instances))
+            .collect();
+        for (key, instances) in armed {
+            self.cancel(key, instances);
+            self.arm(key);
+        }
+        if let Some(instances) = self.waker.as_ref().map(|w| w.instances)
+            && instances > 0
+        {
+            self.cancel(Key::WAKER, instances);
+            self.arm_waker();
+        }
+        // The old polls' -ECANCELED is posted by the old thread's task work:
+        // stop counting on it.
+        self.same_thread = false;
+    }
+
+    /// Moves pending SQEs into the submission queue, submitting (without
+    /// waiting) whenever it is full. Returns whether it had to submit.
+    fn fill_sq(&mut self) -> io::Result<bool> {
+        let mut flushed = false;
+        loop {
+            let mut full = false;
+            {
+                let cancel_all = self.cancel_all;
+                let mut sq = self.ring.submission();
+                while let Some(&sqe) = self.pending.front() {
+                    let entry = sqe_entry(sqe, cancel_all);
+                    // SAFETY: POLL_ADD and ASYNC_CANCEL entries hold no
+                    // pointer into our memory (a descriptor number, a mask
+                    // and user_data), so nothing the kernel reads for them
+                    // has to outlive the submission.
+                    if unsafe { sq.push(&entry) }.is_err() {
+                        full = true;
+                        break;
+                    }
+                    self.pending.pop_front();
+                }
+            }
+            if !full {
+                return Ok(flushed);
+            }
+            // The submission queue is full: submit it without waiting.
+            syscall(SyscallKind::IoUringEnter)?;
+            let before = self.ring.submission().len();
+            self.ring.submitter().submit()?;
+            if self.ring.submission().len() >= before {
+                return Err(io::Error::other(
+                    "io_uring consumed no SQE of a full submission queue",
+                ));
+            }
+            flushed = true;
+        }
+    }
+
+    /// The waiting `io_uring_enter`.
+    fn enter(&mut self, min_complete: u32, timeout: Option<Duration>) -> io::Result<()> {
+        let to_submit = u32::try_from(self.ring.submission().len()).unwrap_or(u32::MAX);
+        syscall(SyscallKind::IoUringEnter)?;
+        let res = match timeout {
+            _ if min_complete == 0 => {
+                // SAFETY: no argument pointer is passed (`None`, size 0), the
+                // only flag is GETEVENTS, and `to_submit` is the number of
+                // SQEs we published in the submission queue.
+                unsafe {
+                    self.ring.submitter().enter::<libc::sigset_t>(
+                        to_submit,
+                        0,
+                        EnterFlags::GETEVENTS.bits(),
+                        None,
+                    )
+                }
+            }
+            None => self.ring.submitter().submit_and_wait(min_complete as usize),
+            Some(t) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring
+                    .submitter()
+                    .submit_with_args(min_complete as usize, &args)
+            }
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // The timeout passed with nothing to submit.
+                Some(libc::ETIME) => Ok(()),
+                // Linux < 5.19 refuses to submit while CQEs sit in the
+                // overflow list (EBUSY), or found no memory for requests
+                // (EAGAIN): nothing was consumed; the drain below flushes
+                // the overflow and the SQEs go with the next enter.
+                Some(libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Empties the completion queue (and the kernel's overflow list) into
+    /// the registrations' state.
+    fn drain(&mut self, out: &mut Output) -> io::Result<()> {
+        loop {
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.clear();
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            let mut result = Ok(());
+            for &(user_data, res, flags) in &cqes {
+                if let Err(e) = self.on_cqe(user_data, res, flags, out) {
+                    result = Err(e);
+                }
+            }
+            self.cqes = cqes;
+            result?;
+            if !self.ring.submission().cq_overflow() {
+                return Ok(());
+            }
+            // CQEs were kept aside: flush them into the ring (the crate's
+            // submit passes GETEVENTS while the overflow flag is set).
+            self.stats.overflow_flushes += 1;
+            syscall(SyscallKind::IoUringEnter)?;
+            self.ring.submitter().submit()?;
+        }
+    }
+
+    fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32, out: &mut Output) -> io::Result<()> {
+        let more = cqueue::more(flags);
+        if user_data == CANCEL_USER_DATA {
+            // A cancel that found nothing (-ENOENT, or -EALREADY/0 on older
+            // kernels): the poll had ended already. Not an error.
+            return Ok(());
+        }
+        let key = Key(user_data);
+        if key == Key::WAKER {
+            let Some(w) = &mut self.waker else {
+                return Ok(());
+            };
+            if !more {
+                w.instances = w.instances.saturating_sub(1);
+            }
+            if res >= 0 && w.shared.notifier.drain()? {
+                w.pending = true;
+            }
+            // The poll ended (overflow, or cancelled under us): arm it again
+            // at the next submission. Arming posts at once if a wake is
+            // pending.
+            w.needs_arm = w.instances == 0;
+            return Ok(());
+        }
+        let Some(reg) = self.reg_mut(key) else {
+            // A removed registration, or an older generation: drop.
+            self.stats.stale += 1;
+            return Ok(());
+        };
+        if more {
+            self.hint(key);
+            return Ok(());
+        }
+        reg.instances = reg.instances.saturating_sub(1);
+        let instances = reg.instances;
+        if res < 0 && res != -libc::ECANCELED {
+            // A POLL_ADD the kernel refused (-EBADF for a closed number):
+            // the registration is not in effect. Any other poll of this key
+            // was cancelled in the same submission.
+            out.rejected.push(Rejection { key, errno: -res });
+            self.regs[key.index() as usize] = None;
+            return Ok(());
+        }
+        if res >= 0 || instances == 0 {
+            if instances == 0 {
+                self.stats.ended += 1;
+            }
+            // The multishot ended (overflow, a file without wait queue, or
+            // the kernel cancelled it): re-check now, re-arm if not ready.
+            // (-ECANCELED of a poll replaced by a modification, with the new
+            // one still armed, needs nothing.)
+            self.hint(key);
+        }
+        Ok(())
+    }
+
+    /// The `poll(2)` re-check of the possibly-ready registrations.
+    fn check(&mut self, out: &mut Output, max_events: usize) -> io::Result<()> {
+        let regs = &self.regs;
+        self.hinted.retain(|k| {
+            regs.get(k.index() as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|r| r.key == *k && r.hinted)
+        });
+        if self.hinted.is_empty() {
+            return Ok(());
+        }
+        self.pollfds.clear();
+        for k in &self.hinted {
+            let r = self.regs[k.index() as usize].expect("retained above");
+            self.pollfds
+                .push(PollFd::new(r.fd, poll_mask(r.interest) as i16));
+        }
+        poll(&mut self.pollfds, Some(Duration::ZERO))?;
+        // Unreported ready registrations go first next time: no starvation
+        // when more are ready than fit.
+        let mut unreported = std::mem::take(&mut self.scratch);
+        unreported.clear();
+        let mut reported = std::mem::take(&mut self.scratch2);
+        reported.clear();
+        for (i, &key) in self.hinted.iter().enumerate() {
+            let revents = self.pollfds[i].revents;
+            let reg = self.regs[key.index() as usize]
+                .as_mut()
+                .expect("retained above");
+            if revents & POLLNVAL != 0 {
+                // Closed under its registration: silent, not re-armed (that
+                // would be refused), until the driver forgets it.
+                reg.hinted = false;
+                continue;
+            }
+            let ready = ready_from_revents(revents) & Ready::reportable(reg.interest);
+            if ready.is_empty() {
+                self.stats.filtered += 1;
+                reg.hinted = false;
+                if reg.instances == 0 {
+                    self.rearm.push(key);
+                }
+                continue;
+            }
+            if out.events.len() < max_events {
+                out.events.push(RawEvent { key, ready });
+                reported.push(key);
+            } else {
+                unreported.push(key);
+            }
+        }
+        unreported.append(&mut reported);
+        self.scratch = std::mem::replace(&mut self.hinted, unreported);
+        self.scratch2 = reported;
+        Ok(())
+    }
+}
+
+impl Backend for UringBackend {
+    fn name(&self) -> &'static str {
+        "uring"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_edge: false,
+            native_oneshot: false,
+            cheap_changes: false,
+            max_fd: None,
+        }
+    }
+
+    fn submit_and_wait(
+        &mut self,
+        changes: &[Change],
+        out: &mut Output,
+        max_events: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let max_events = max_events.max(1);
+        let backlog = !self.pending.is_empty();
+        let me = thread::current().id();
+        match self.owner {
+            Some(owner) if owner != me => self.migrate(),
+            _ => {}
+        }
+        self.owner = Some(me);
+        let mut cancels = 0;
+        for c in changes {
+            cancels += self.apply(c);
+        }
+        if self
+            .waker
+            .as_mut()
+            .is_some_and(|w| std::mem::take(&mut w.needs_arm) && w.instances == 0)
+        {
+            self.arm_waker();
+        }
+        for key in std::mem::take(&mut self.rearm) {
+            if self.reg(key).is_some_and(|r| r.instances == 0) {
+                self.stats.rearmed += 1;
+                self.arm(key);
+            }
+        }
+        let flushed = match self.fill_sq() {
+            Ok(flushed) => flushed,
+            Err(e) => {
+                self.drain(out)?;
+                return Err(e);
+            }
+        };
+        let hinted_live = self
+            .hinted
+            .iter()
+            .any(|&k| self.reg(k).is_some_and(|r| r.hinted));
+        let waker_pending = self.waker.as_ref().is_some_and(|w| w.pending);
+        let min_complete = if hinted_live || waker_pending || timeout == Some(Duration::ZERO) {
+            0
+        } else if self.same_thread && !flushed && !backlog {
+            u32::try_from(1 + cancels).unwrap_or(u32::MAX)
+        } else {
+            1
+        };
+        let entered = self.enter(min_complete, timeout);
+        self.drain(out)?;
+        entered?;
+        if let Some(w) = &mut self.waker
+            && w.pending
+            && out.events.len() < max_events
+        {
+            w.pending = false;
+            out.events.push(RawEvent {
+                key: Key::WAKER,
+                ready: Ready::IN,
+            });
+        }
+        self.check(out, max_events)
+    }
+
+    fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        if let Some(w) = &self.waker {
+            return Ok(w.shared.clone());
+        }
+        let shared = Arc::new(UringWaker {
+            notifier: Notifier::new()?,
+        });
+        // Armed by the next wait's submission.
+        self.waker = Some(WakerSlot {
+            shared: shared.clone(),
+            instances: 0,
+            pending: false,
+            needs_arm: true,
+        });
+        Ok(shared)
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        assert_eq!(
+            poll_mask(Interest::READABLE),
+            (libc::POLLIN | libc::POLLRDHUP) as u32
+        );
+        assert_eq!(poll_mask(Interest::WRITABLE), libc::POLLOUT as u32);
+        assert_eq!(
+            poll_mask(Interest::BOTH),
+            (libc::POLLIN | libc::POLLRDHUP | libc::POLLOUT) as u32
+        );
+        assert_eq!(
+            ready_from_revents(POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP | POLLRDHUP),
+            Ready::IN | Ready::PRI | Ready::OUT | Ready::ERR | Ready::HUP | Ready::RDHUP
+        );
+    }
+
+    #[test]
+    fn cancel_user_data_is_not_a_reachable_key() {
+        let k = Key(CANCEL_USER_DATA);
+        assert_eq!(k.index(), u32::MAX - 1);
+        assert_ne!(k, Key::WAKER);
+    }
+
+    #[test]
+    fn unavailable_message_names_the_cause() {
+        let e = setup_error(io::Error::from_raw_os_error(libc::ENOSYS));
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("io_uring is unavailable"), "{e}");
+        let inner = e.get_ref().unwrap().downcast_ref::<Unavailable>().unwrap();
+        assert_eq!(inner.errno(), Some(libc::ENOSYS));
+    }
+}

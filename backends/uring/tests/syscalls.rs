@@ -1,0 +1,196 @@
+//! What a wait costs: one io_uring_enter for a whole batch of changes, and
+//! the paths that cost more (a batch larger than the submission queue, CQ
+//! overflow). Also: the backend moving between threads.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use common::{drain, poller, tokens, wait, wait_cap, wait_counted};
+use evmux_interest::{Events, Interest, Mode, Poller, Token};
+use evmux_sys::counter::{self, SyscallKind};
+use evmux_sys::fd;
+use evmux_uring::UringBackend;
+
+fn pairs(n: usize) -> Vec<(OwnedFd, OwnedFd)> {
+    (0..n).map(|_| fd::socketpair_stream().unwrap()).collect()
+}
+
+/// One `get_next_event` with a zero timeout and room for `cap` events; the
+/// number of events and the io_uring_enter calls it made.
+fn counted(p: &mut Poller<UringBackend>, cap: usize) -> (usize, u64) {
+    let mut evs = Events::with_capacity(cap);
+    let before = counter::get(SyscallKind::IoUringEnter);
+    let n = p.get_next_event(&mut evs, Some(Duration::ZERO)).unwrap();
+    (n, counter::get(SyscallKind::IoUringEnter) - before)
+}
+
+fn batch_of(n: usize) {
+    let mut p = poller();
+    let socks = pairs(n);
+    // n additions, nothing ready: one enter, and no re-check.
+    for (i, (a, _)) in socks.iter().enumerate() {
+        p.declare_interest(a.as_raw_fd(), Token(i), Interest::READABLE, Mode::Level)
+            .unwrap();
+    }
+    let before = counter::snapshot();
+    let (got, enters) = counted(&mut p, 64);
+    let delta = counter::snapshot() - before;
+    assert_eq!((got, enters), (0, 1), "adds, n = {n}");
+    assert_eq!(delta.get(SyscallKind::Poll), 0, "{delta:?}");
+    assert_eq!(delta.total(), 1, "{delta:?}");
+    assert_eq!(p.backend().armed_polls(), n as u64);
+    // n modifications (a cancel and an add each: 2n SQEs), everything
+    // writable: one enter (plus the re-check); all n reported over the
+    // following waits.
+    for (i, (a, _)) in socks.iter().enumerate() {
+        p.declare_interest(a.as_raw_fd(), Token(i), Interest::WRITABLE, Mode::Level)
+            .unwrap();
+    }
+    let (got, enters) = counted(&mut p, 1000);
+    assert_eq!((got, enters), (n, 1), "modifications, n = {n}");
+    assert_eq!(p.backend().armed_polls(), n as u64);
+    // n removals: one enter.
+    for i in 0..n {
+        p.forget(Token(i)).unwrap();
+    }
+    let (got, enters) = counted(&mut p, 64);
+    assert_eq!((got, enters), (0, 1), "removals, n = {n}");
+    assert_eq!(p.backend().armed_polls(), 0);
+    assert_eq!(p.backend().registrations(), 0);
+}
+
+#[test]
+fn one_change_is_one_enter() {
+    batch_of(1);
+}
+
+#[test]
+fn ten_changes_are_one_enter() {
+    batch_of(10);
+}
+
+#[test]
+fn a_thousand_changes_are_one_enter() {
+    batch_of(1000);
+}
+
+#[test]
+fn a_batch_larger_than_the_submission_queue_is_submitted_in_chunks() {
+    let mut p = Poller::new(UringBackend::with_ring_sizes(4, 8).unwrap());
+    assert_eq!(p.backend().sq_entries(), 4);
+    let socks = pairs(10);
+    for (i, (a, _)) in socks.iter().enumerate() {
+        p.declare_interest(a.as_raw_fd(), Token(i), Interest::READABLE, Mode::Level)
+            .unwrap();
+    }
+    let (got, enters) = counted(&mut p, 64);
+    assert_eq!(got, 0);
+    // Ten SQEs through a four-entry queue: two full queues submitted on
+    // the way, then the waiting enter.
+    assert_eq!(enters, 3);
+    assert_eq!(p.backend().armed_polls(), 10);
+    for (_, b) in &socks {
+        fd::write(b, b"x").unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        seen.extend(tokens(&wait(&mut p)));
+    }
+    assert_eq!(seen.len(), 10);
+}
+
+#[test]
+fn cq_overflow_ends_multishot_polls_and_they_are_re_armed() {
+    // 24 polls that are ready when armed, through a CQ of 8 entries: the
+    // kernel keeps the extra CQEs aside (IORING_SQ_CQ_OVERFLOW) and ends
+    // the multishot polls it could not post for (no IORING_CQE_F_MORE).
+    let mut p = Poller::new(UringBackend::with_ring_sizes(8, 8).unwrap());
+    assert!(p.backend().cq_entries() <= 16);
+    let mut pipes = Vec::new();
+    for i in 0..24 {
+        let (r, w) = fd::pipe().unwrap();
+        fd::write(&w, b"x").unwrap();
+        p.declare_interest(r.as_raw_fd(), Token(i), Interest::READABLE, Mode::Level)
+            .unwrap();
+        pipes.push((r, w));
+    }
+    let all: Vec<Token> = (0..24).map(Token).collect();
+    // Every registration is reported by the very wait that armed it, and
+    // by the next ones (level).
+    for _ in 0..2 {
+        assert_eq!(tokens(&wait_cap(&mut p, 64)), all);
+    }
+    for (r, _) in &pipes {
+        drain(r);
+    }
+    assert!(wait(&mut p).is_empty());
+    // Every poll is armed again (the ended ones re-armed after the
+    // re-check found them not ready).
+    assert!(wait(&mut p).is_empty());
+    assert_eq!(p.backend().armed_polls(), 24);
+    let stats = p.backend().quirk_stats();
+    assert!(stats.overflow_flushes >= 1, "{stats:?}");
+    assert!(stats.ended >= 1, "{stats:?}");
+    assert_eq!(stats.rearmed, stats.ended, "{stats:?}");
+    for (_, w) in &pipes {
+        fd::write(w, b"y").unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.extend(tokens(&wait_cap(&mut p, 64)));
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), all);
+}
+
+#[test]
+fn moving_the_backend_to_another_thread_re_arms_its_polls_there() {
+    // A poll's completion work runs on the thread that submitted it; after
+    // a move the backend re-arms everything from the new thread, so a
+    // zero-timeout wait there sees readiness at once.
+    let mut p = poller();
+    let (r, w) = fd::pipe().unwrap();
+    let waker = p.waker(Token(99)).unwrap();
+    p.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert!(wait(&mut p).is_empty());
+    let (p, r, w) = std::thread::spawn(move || {
+        let mut p = p;
+        fd::write(&w, b"x").unwrap();
+        let (evs, delta) = wait_counted(&mut p);
+        assert_eq!(tokens(&evs), [Token(1)]);
+        assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "{delta:?}");
+        drain(&r);
+        assert!(wait(&mut p).is_empty());
+        (p, r, w)
+    })
+    .join()
+    .unwrap();
+    // Back on the first thread, whose old polls were cancelled; the
+    // thread that armed the current ones has exited.
+    let mut p = p;
+    assert!(wait(&mut p).is_empty());
+    fd::write(&w, b"y").unwrap();
+    waker.wake().unwrap();
+    assert_eq!(tokens(&wait(&mut p)), [Token(1), Token(99)]);
+    drain(&r);
+    assert!(wait(&mut p).is_empty());
+    fd::write(&w, b"z").unwrap();
+    assert_eq!(tokens(&wait(&mut p)), [Token(1)]);
+    drain(&r);
+    // The cancelled polls of the exited thread end through the kernel's
+    // fallback work, asynchronously; their -ECANCELED reaches nobody and
+    // re-arms nothing. Wait (boundedly) until they are all accounted for.
+    for _ in 0..1000 {
+        if p.backend().armed_polls() == 2 {
+            break;
+        }
+        let mut evs = Events::with_capacity(8);
+        p.get_next_event(&mut evs, Some(Duration::from_millis(5)))
+            .unwrap();
+        assert!(evs.is_empty(), "{:?}", evs.as_slice());
+    }
+    assert_eq!(p.backend().armed_polls(), 2);
+}

@@ -1,0 +1,645 @@
+//! The driver: `declare_interest` / `get_next_event` over any [`Backend`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{Backend, Capabilities, Change, Key, Output, Trigger, Wake, Watch};
+use crate::error::Error;
+use crate::types::{Event, Events, Interest, Mode, Token};
+
+/// A multiply-xor hasher for small integer keys (tokens, descriptor numbers).
+/// SipHash would cost more than the rest of `declare_interest` together.
+#[derive(Default, Clone, Copy)]
+struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+}
+
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+const R: u8 = 0b01;
+const W: u8 = 0b10;
+
+fn bits(i: Interest) -> u8 {
+    (if i.is_readable() { R } else { 0 }) | (if i.is_writable() { W } else { 0 })
+}
+
+fn from_bits(b: u8) -> Option<Interest> {
+    Interest::from_flags(b & R != 0, b & W != 0)
+}
+
+/// One registration in the table.
+#[derive(Clone, Debug)]
+struct Slot {
+    generation: u32,
+    live: bool,
+    fd: RawFd,
+    token: Token,
+    interest: Interest,
+    mode: Mode,
+    /// Edge mode: the directions that may still report (bits R|W).
+    armed: u8,
+    /// Oneshot mode: false once an event was reported.
+    enabled: bool,
+    /// The kernel refused the last change: silent until declared again.
+    failed: bool,
+    /// What the backend was last told.
+    kernel: Option<Watch>,
+    /// Ask the backend to re-check readiness at the next sync.
+    rearm: bool,
+    /// Already queued in the dirty list.
+    dirty: bool,
+}
+
+/// A registration as the table holds it; see [`Poller::registrations`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Registration {
+    /// The token.
+    pub token: Token,
+    /// The descriptor number.
+    pub fd: RawFd,
+    /// Whether readable interest is declared.
+    pub readable: bool,
+    /// Whether writable interest is declared.
+    pub writable: bool,
+    /// The mode (as `Level`, `Edge`, `Oneshot`).
+    pub mode: ModeName,
+}
+
+/// A `Mode` that orders, for comparing tables.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModeName {
+    /// [`Mode::Level`].
+    Level,
+    /// [`Mode::Edge`].
+    Edge,
+    /// [`Mode::Oneshot`].
+    Oneshot,
+}
+
+impl From<Mode> for ModeName {
+    fn from(m: Mode) -> ModeName {
+        match m {
+            Mode::Level => ModeName::Level,
+            Mode::Edge => ModeName::Edge,
+            Mode::Oneshot => ModeName::Oneshot,
+        }
+    }
+}
+
+/// Wakes a [`Poller`] from another thread; cheap to clone.
+///
+/// The wake-up is an event with the token given to [`Poller::waker`], with
+/// `readable` set. Wakes before the poller collects them coalesce into one.
+#[derive(Clone, Debug)]
+pub struct Waker {
+    inner: Arc<dyn Wake>,
+}
+
+impl Waker {
+    /// Wakes the poller.
+    ///
+    /// # Errors
+    /// As the backend's mechanism reports (see [`Wake::wake`]).
+    pub fn wake(&self) -> io::Result<()> {
+        self.inner.wake()
+    }
+}
+
+/// The driver: Banga's `declare_interest` / `get_next_event` over a backend.
+///
+/// The interest set lives here, in user space. Declarations and `forget`s
+/// only record the wish; the next [`get_next_event`](Poller::get_next_event)
+/// computes the net change per descriptor against what the kernel was last
+/// told and hands the backend one batch, removals first. Changes that cancel
+/// out (read → write → read) cost nothing.
+///
+/// The poller does not own the descriptors it watches. Forget a descriptor
+/// before closing it; see `SEMANTICS.md` for what happens otherwise.
+pub struct Poller<B: Backend> {
+    backend: B,
+    caps: Capabilities,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_token: IntMap<Token, u32>,
+    by_fd: IntMap<RawFd, u32>,
+    dirty: Vec<Key>,
+    removals: Vec<Change>,
+    changes: Vec<Change>,
+    out: Output,
+    overflow: VecDeque<Event>,
+    waker: Option<(Token, Waker)>,
+}
+
+impl<B: Backend> fmt::Debug for Poller<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Poller")
+            .field("backend", &self.backend)
+            .field("registrations", &self.by_token.len())
+            .field("pending_changes", &(self.dirty.len() + self.removals.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Poller<B> {
+    /// A poller over `backend`, with an empty interest set.
+    pub fn new(backend: B) -> Poller<B> {
+        let caps = backend.capabilities();
+        Poller {
+            backend,
+            caps,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_token: IntMap::default(),
+            by_fd: IntMap::default(),
+            dirty: Vec::new(),
+            removals: Vec::new(),
+            changes: Vec::new(),
+            out: Output::default(),
+            overflow: VecDeque::new(),
+            waker: None,
+        }
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably (for backend-specific settings).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// How many descriptors are registered.
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    /// Whether no descriptor is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+
+    /// Records that the program wants to hear about `interest` on `fd`, under
+    /// `token`, in `mode`. No syscall is made: the kernel learns at the next
+    /// [`get_next_event`](Poller::get_next_event).
+    ///
+    /// Declaring a token again (same `fd`) replaces its interest and mode and
+    /// re-arms it: an edge registration may report again, a oneshot one is
+    /// enabled again.
+    ///
+    /// # Errors
+    /// Nothing is changed when:
+    /// - `fd` is negative ([`Error::NegativeFd`]) or too large for the
+    ///   backend ([`Error::FdTooLarge`]);
+    /// - `token` names another descriptor or the waker ([`Error::TokenInUse`]);
+    /// - `fd` is registered under another token ([`Error::FdInUse`]).
+    ///
+    /// A descriptor the kernel refuses (closed, say) is not an error here:
+    /// the refusal comes back as an error event for `token`.
+    pub fn declare_interest(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> Result<(), Error> {
+        if fd < 0 {
+            return Err(Error::NegativeFd { token, fd });
+        }
+        if let Some(max) = self.caps.max_fd
+            && fd > max
+        {
+            return Err(Error::FdTooLarge {
+                token,
+                fd,
+                limit: max.saturating_add(1),
+                backend: self.backend.name(),
+            });
+        }
+        if let Some((wt, _)) = &self.waker
+            && *wt == token
+        {
+            return Err(Error::TokenInUse {
+                token,
+                registered_fd: None,
+                fd: Some(fd),
+            });
+        }
+        if let Some(&idx) = self.by_token.get(&token) {
+            let caps = self.caps;
+            let slot = &mut self.slots[idx as usize];
+            if slot.fd != fd {
+                return Err(Error::TokenInUse {
+                    token,
+                    registered_fd: Some(slot.fd),
+                    fd: Some(fd),
+                });
+            }
+            // Does the kernel hold back readiness that re-arming must
+            // re-check? Only when the kernel keeps its own trigger state.
+            let rearm = match (slot.mode, mode) {
+                // A direction disarmed since the last (re)arm, whatever the
+                // interest in between: the kernel consumed its edge.
+                (Mode::Edge, Mode::Edge) if caps.native_edge => slot.armed != R | W,
+                (Mode::Oneshot, Mode::Oneshot) if caps.native_oneshot => !slot.enabled,
+                _ => false,
+            };
+            slot.interest = interest;
+            slot.mode = mode;
+            slot.armed = R | W;
+            slot.enabled = true;
+            slot.failed = false;
+            slot.rearm |= rearm;
+            let key = Key::new(idx, slot.generation);
+            self.mark_dirty(idx, key);
+            return Ok(());
+        }
+        if let Some(&idx) = self.by_fd.get(&fd) {
+            return Err(Error::FdInUse {
+                fd,
+                registered: self.slots[idx as usize].token,
+                token,
+            });
+        }
+        let slot = Slot {
+            generation: 0,
+            live: true,
+            fd,
+            token,
+            interest,
+            mode,
+            armed: R | W,
+            enabled: true,
+            failed: false,
+            kernel: None,
+            rearm: false,
+            dirty: false,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                let generation = self.slots[idx as usize].generation;
+                self.slots[idx as usize] = Slot { generation, ..slot };
+                idx
+            }
+            None => {
+                let idx = u32::try_from(self.slots.len()).expect("more than 2^32 registrations");
+                self.slots.push(slot);
+                idx
+            }
+        };
+        self.by_token.insert(token, idx);
+        self.by_fd.insert(fd, idx);
+        let key = Key::new(idx, self.slots[idx as usize].generation);
+        self.mark_dirty(idx, key);
+        Ok(())
+    }
+
+    /// Removes the registration named `token`. No syscall is made; the
+    /// kernel learns at the next wait. No event for `token` is reported
+    /// after `forget` returns, and the descriptor number is free to be
+    /// declared again at once, even before that wait.
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if no registration has this token.
+    pub fn forget(&mut self, token: Token) -> Result<(), Error> {
+        let Some(idx) = self.by_token.remove(&token) else {
+            return Err(Error::UnknownToken { token });
+        };
+        let slot = &mut self.slots[idx as usize];
+        self.by_fd.remove(&slot.fd);
+        if let Some(old) = slot.kernel {
+            self.removals.push(Change {
+                fd: slot.fd,
+                key: Key::new(idx, slot.generation),
+                old: Some(old),
+                new: None,
+                rearm: false,
+            });
+        }
+        slot.live = false;
+        slot.kernel = None;
+        slot.dirty = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(idx);
+        // Events already collected but not yet returned must not outlive
+        // the registration.
+        self.overflow.retain(|ev| ev.token != token);
+        Ok(())
+    }
+
+    /// Tells the poller that an operation on `token`'s descriptor in the
+    /// `interest` direction(s) returned `WouldBlock`. For an edge
+    /// registration this re-arms those directions; for other modes it does
+    /// nothing. The `net` crate's sources call this for you.
+    ///
+    /// Call it only right after a real `WouldBlock`: re-arming a direction
+    /// that is still ready is the one way to see an edge registration report
+    /// a readiness it already reported.
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if no registration has this token.
+    pub fn would_block(&mut self, token: Token, interest: Interest) -> Result<(), Error> {
+        let Some(&idx) = self.by_token.get(&token) else {
+            return Err(Error::UnknownToken { token });
+        };
+        let emulated = !self.caps.native_edge;
+        let slot = &mut self.slots[idx as usize];
+        if slot.mode == Mode::Edge {
+            let before = slot.armed;
+            slot.armed |= bits(interest);
+            if emulated && slot.armed != before {
+                let key = Key::new(idx, slot.generation);
+                self.mark_dirty(idx, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// A [`Waker`] whose wake-ups are reported under `token`. Calling it
+    /// again returns a handle to the same mechanism; the token becomes the
+    /// new one.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if `token` names a descriptor ([`Error::TokenInUse`]);
+    /// otherwise what the backend reports when setting up its mechanism.
+    pub fn waker(&mut self, token: Token) -> io::Result<Waker> {
+        if let Some(&idx) = self.by_token.get(&token) {
+            return Err(Error::TokenInUse {
+                token,
+                registered_fd: Some(self.slots[idx as usize].fd),
+                fd: None,
+            }
+            .into());
+        }
+        let waker = match &self.waker {
+            Some((_, w)) => w.clone(),
+            None => Waker {
+                inner: self.backend.waker()?,
+            },
+        };
+        self.waker = Some((token, waker.clone()));
+        Ok(waker)
+    }
+
+    /// Every live registration, in no particular order.
+    pub fn registrations(&self) -> impl Iterator<Item = Registration> + '_ {
+        self.by_token.values().map(|&idx| {
+            let s = &self.slots[idx as usize];
+            Registration {
+                token: s.token,
+                fd: s.fd,
+                readable: s.interest.is_readable(),
+                writable: s.interest.is_writable(),
+                mode: s.mode.into(),
+            }
+        })
+    }
+
+    /// Syncs the interest set with the kernel in one batch, waits up to
+    /// `timeout` (`None`: until something happens), and fills `events` with
+    /// what happened. Returns the number of events.
+    ///
+    /// A wait interrupted by a signal (`EINTR`) is resumed with the time
+    /// that remains. `Ok(0)` means the timeout passed.
+    ///
+    /// # Errors
+    /// A failure of the wait itself, as the backend reports it. Changes of
+    /// the batch are not lost then: refusals become error events, delivered
+    /// by the next call.
+    pub fn get_next_event(
+        &mut self,
+        events: &mut Events,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        events.list.clear();
+        while events.list.len() < events.cap {
+            match self.overflow.pop_front() {
+                Some(ev) => events.list.push(ev),
+                None => break,
+            }
+        }
+        let room = events.cap - events.list.len();
+        if room == 0 {
+            return Ok(events.list.len());
+        }
+        let mut timeout = if events.list.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        self.build_batch();
+        let deadline = timeout.map(|t| self.backend.now().saturating_add(t));
+        let mut first = true;
+        loop {
+            self.out.clear();
+            let batch: &[Change] = if first { &self.changes } else { &[] };
+            first = false;
+            let result = self
+                .backend
+                .submit_and_wait(batch, &mut self.out, room, timeout);
+            self.take_rejections(events);
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Keep what was collected (rejections) for the next call.
+                    for ev in events.list.drain(..).rev() {
+                        self.overflow.push_front(ev);
+                    }
+                    return Err(e);
+                }
+            }
+            self.take_readiness(events);
+            if !events.list.is_empty() {
+                break;
+            }
+            // Nothing to report: the wait was interrupted, returned early, or
+            // what the kernel reported was filtered out (an edge for a
+            // disarmed direction). Keep waiting for the rest of the time.
+            let now = self.backend.now();
+            match deadline {
+                Some(d) if now >= d => break,
+                Some(d) => timeout = Some(d - now),
+                None => {}
+            }
+        }
+        Ok(events.list.len())
+    }
+
+    fn mark_dirty(&mut self, idx: u32, key: Key) {
+        let slot = &mut self.slots[idx as usize];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// What the backend should watch for `slot`, given the capabilities.
+    fn desired(caps: Capabilities, slot: &Slot) -> Option<Watch> {
+        if slot.failed {
+            return None;
+        }
+        match slot.mode {
+            Mode::Level => Some(Watch {
+                interest: slot.interest,
+                trigger: Trigger::Level,
+            }),
+            Mode::Edge if caps.native_edge => Some(Watch {
+                interest: slot.interest,
+                trigger: Trigger::Edge,
+            }),
+            Mode::Edge => from_bits(bits(slot.interest) & slot.armed).map(|interest| Watch {
+                interest,
+                trigger: Trigger::Level,
+            }),
+            // A native oneshot registration that fired is disabled in the
+            // kernel already: leave it as the kernel has it.
+            Mode::Oneshot if caps.native_oneshot => {
+                if slot.enabled {
+                    Some(Watch {
+                        interest: slot.interest,
+                        trigger: Trigger::Oneshot,
+                    })
+                } else {
+                    slot.kernel
+                }
+            }
+            Mode::Oneshot => slot.enabled.then_some(Watch {
+                interest: slot.interest,
+                trigger: Trigger::Level,
+            }),
+        }
+    }
+
+    /// Computes the net change of every dirty registration: removals first,
+    /// then one change per key whose desired watch differs from the
+    /// kernel's (or that must be re-armed).
+    fn build_batch(&mut self) {
+        self.changes.clear();
+        self.changes.append(&mut self.removals);
+        for key in self.dirty.drain(..) {
+            let slot = &mut self.slots[key.index() as usize];
+            if !slot.live || slot.generation != key.generation() {
+                continue;
+            }
+            slot.dirty = false;
+            let want = Self::desired(self.caps, slot);
+            let rearm = slot.rearm && want.is_some();
+            slot.rearm = false;
+            if want != slot.kernel || rearm {
+                self.changes.push(Change {
+                    fd: slot.fd,
+                    key,
+                    old: slot.kernel,
+                    new: want,
+                    rearm,
+                });
+                slot.kernel = want;
+            }
+        }
+    }
+
+    fn live_slot(&mut self, key: Key) -> Option<u32> {
+        let idx = key.index();
+        let slot = self.slots.get(idx as usize)?;
+        (slot.live && slot.generation == key.generation()).then_some(idx)
+    }
+
+    fn push(&mut self, events: &mut Events, ev: Event) {
+        if events.list.len() < events.cap {
+            events.list.push(ev);
+        } else {
+            self.overflow.push_back(ev);
+        }
+    }
+
+    fn take_rejections(&mut self, events: &mut Events) {
+        for i in 0..self.out.rejected.len() {
+            let rej = self.out.rejected[i];
+            let Some(idx) = self.live_slot(rej.key) else {
+                continue;
+            };
+            let slot = &mut self.slots[idx as usize];
+            slot.failed = true;
+            slot.kernel = None;
+            let ev = Event::rejected(slot.token, rej.errno);
+            self.push(events, ev);
+        }
+        self.out.rejected.clear();
+    }
+
+    fn take_readiness(&mut self, events: &mut Events) {
+        let caps = self.caps;
+        for i in 0..self.out.events.len() {
+            let raw = self.out.events[i];
+            if raw.key == Key::WAKER {
+                if let Some((token, _)) = &self.waker {
+                    let mut ev = Event::new(*token);
+                    ev.readable = true;
+                    self.push(events, ev);
+                }
+                continue;
+            }
+            let Some(idx) = self.live_slot(raw.key) else {
+                continue;
+            };
+            let slot = &mut self.slots[idx as usize];
+            if slot.failed {
+                continue;
+            }
+            let dirs = match slot.mode {
+                Mode::Level => Some(slot.interest),
+                Mode::Edge => from_bits(bits(slot.interest) & slot.armed),
+                Mode::Oneshot => slot.enabled.then_some(slot.interest),
+            };
+            let Some(dirs) = dirs else { continue };
+            let Some(ev) = Event::from_ready(slot.token, dirs, raw.ready) else {
+                continue;
+            };
+            let emulated = match slot.mode {
+                Mode::Level => false,
+                Mode::Edge => {
+                    slot.armed &= !bits(ev.interest().expect("an event reports a direction"));
+                    !caps.native_edge
+                }
+                Mode::Oneshot => {
+                    slot.enabled = false;
+                    !caps.native_oneshot
+                }
+            };
+            if emulated {
+                self.mark_dirty(idx, raw.key);
+            }
+            self.push(events, ev);
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The real world: the same operations on real descriptors.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use evmux_sys::fd as sysfd;
+use evmux_sys::poll::{POLLIN, POLLOUT, POLLRDHUP, PollFd, poll};
+
+use super::errno::{EBADF, EINVAL, EIO};
+use super::{DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, World};
+
+/// The chunk size of fills and drains.
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Debug)]
+struct Slot {
+    /// `None` once closed.
+    fd: Option<OwnedFd>,
+    /// The number, kept after close.
+    raw: i32,
+    kind: Kind,
+}
+
+/// Real descriptors: non-blocking pipes, Unix stream socket pairs and
+/// anonymous regular files, owned by the world and closed when it drops.
+///
+/// Creating descriptors panics if the kernel refuses (descriptor limit,
+/// no temporary directory): a test environment problem, not an outcome.
+#[derive(Debug)]
+pub struct RealWorld {
+    slots: Vec<Slot>,
+}
+
+impl Default for RealWorld {
+    fn default() -> RealWorld {
+        RealWorld::new()
+    }
+}
+
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(EIO)
+}
+
+fn outcome_of(r: io::Result<usize>, asked: usize) -> IoOutcome {
+    match r {
+        Ok(0) if asked > 0 => IoOutcome::Eof,
+        Ok(k) => IoOutcome::Done(k),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => IoOutcome::WouldBlock,
+        Err(e) => IoOutcome::Err(errno_of(&e)),
+    }
+}
+
+impl RealWorld {
+    /// A new, empty world. Also sets `SIGPIPE` to "ignore" (process-wide),
+    /// so writing to a pipe without reader reports `EPIPE`.
+    pub fn new() -> RealWorld {
+        // Failure is impossible for SIGPIPE; if it happened, a later EPIPE
+        // would kill the process, which is loud enough.
+        let _ = evmux_sys::signal::ignore_sigpipe();
+        RealWorld { slots: Vec::new() }
+    }
+
+    /// How many handles were created so far (open or closed).
+    pub fn handle_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Borrows `h`'s descriptor, `None` if closed.
+    ///
+    /// # Panics
+    /// If the handle was never created.
+    pub fn fd(&self, h: Handle) -> Option<BorrowedFd<'_>> {
+        self.slot(h).fd.as_ref().map(AsFd::as_fd)
+    }
+
+    fn slot(&self, h: Handle) -> &Slot {
+        match self.slots.get(h) {
+            Some(s) => s,
+            None => panic!("handle {h} does not exist ({} created)", self.slots.len()),
+        }
+    }
+
+    /// The open descriptor of `h` and its kind.
+    fn open_fd(&self, h: Handle) -> Option<(BorrowedFd<'_>, Kind)> {
+        let s = self.slot(h);
+        s.fd.as_ref().map(|fd| (fd.as_fd(), s.kind))
+    }
+
+    fn create(kind: NewKind) -> Vec<(OwnedFd, Kind)> {
+        let made = match kind {
+            NewKind::Pipe => {
+                sysfd::pipe().map(|(r, w)| vec![(r, Kind::PipeRead), (w, Kind::PipeWrite)])
+            }
+            NewKind::Pair => {
+                sysfd::socketpair_stream().map(|(a, b)| vec![(a, Kind::Socket), (b, Kind::Socket)])
+            }
+            NewKind::File => sysfd::open_tmp_regular_file().map(|f| vec![(f, Kind::File)]),
+        };
+        match made {
+            Ok(v) => v,
+            Err(e) => panic!("cannot create {kind:?}: {e}"),
+        }
+    }
+
+    fn push(&mut self, fds: Vec<(OwnedFd, Kind)>) -> Vec<Handle> {
+        fds.into_iter()
+            .map(|(fd, kind)| {
+                self.slots.push(Slot {
+                    raw: fd.as_raw_fd(),
+                    fd: Some(fd),
+                    kind,
+                });
+                self.slots.len() - 1
+            })
+            .collect()
+    }
+
+    fn raw_write(fd: BorrowedFd<'_>, kind: Kind, buf: &[u8]) -> io::Result<usize> {
+        if kind == Kind::Socket {
+            sysfd::send(fd, buf)
+        } else {
+            sysfd::write(fd, buf)
+        }
+    }
+}
+
+impl World for RealWorld {
+    fn open(&mut self, kind: NewKind) -> Vec<Handle> {
+        let fds = RealWorld::create(kind);
+        self.push(fds)
+    }
+
+    fn reuse(&mut self, h: Handle, kind: NewKind) -> Vec<Handle> {
+        let Some(old) = self.slots.get_mut(h).and_then(|s| s.fd.take()) else {
+            panic!("reuse({h}): the handle is not open");
+        };
+        let mut fds = RealWorld::create(kind);
+        let (first, first_kind) = fds.remove(0);
+        let moved = match sysfd::dup_onto(first.as_fd(), old) {
+            Ok(fd) => fd,
+            Err(e) => panic!("reuse({h}): dup3 failed: {e}"),
+        };
+        drop(first);
+        fds.insert(0, (moved, first_kind));
+        self.push(fds)
+    }
+
+    fn write(&mut self, h: Handle, n: usize) -> IoOutcome {
+        let Some((fd, kind)) = self.open_fd(h) else {
+            return IoOutcome::Err(EBADF);
+        };
+        let buf = vec![0u8; n];
+        outcome_of(RealWorld::raw_write(fd, kind, &buf), 0)
+    }
+
+    fn read(&mut self, h: Handle, n: usize) -> IoOutcome {
+        let Some((fd, _)) = self.open_fd(h) else {
+            return IoOutcome::Err(EBADF);
+        };
+        let mut buf = vec![0u8; n];
+        outcome_of(sysfd::read(fd, &mut buf), n)
+    }
+
+    fn fill(&mut self, h: Handle) -> IoOutcome {
+        let Some((fd, kind)) = self.open_fd(h) else {
+            return IoOutcome::Err(EBADF);
+        };
+        if kind == Kind::File {
+            // A regular file never says WouldBlock: not performed.
+            return IoOutcome::Err(EINVAL);
+        }
+        let buf = vec![0u8; CHUNK];
+        loop {
+            match RealWorld::raw_write(fd, kind, &buf) {
+                Ok(0) => return IoOutcome::Err(EIO),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return IoOutcome::Done(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return IoOutcome::Err(errno_of(&e)),
+            }
+        }
+    }
+
+    fn drain(&mut self, h: Handle) -> DrainOutcome {
+        let Some((fd, _)) = self.open_fd(h) else {
+            return DrainOutcome {
+                got_data: false,
+                end: IoOutcome::Err(EBADF),
+            };
+        };
+        let mut buf = vec![0u8; CHUNK];
+        let mut got_data = false;
+        loop {
+            match sysfd::read(fd, &mut buf) {
+                Ok(0) => {
+                    return DrainOutcome {
+                        got_data,
+                        end: IoOutcome::Eof,
+                    };
+                }
+                Ok(_) => got_data = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return DrainOutcome {
+                        got_data,
+                        end: outcome_of(Err(e), CHUNK),
+                    };
+                }
+            }
+        }
+    }
+
+    fn shutdown_write(&mut self, h: Handle) -> Result<(), i32> {
+        let Some((fd, _)) = self.open_fd(h) else {
+            return Err(EBADF);
+        };
+        sysfd::shutdown(fd, Shutdown::Write).map_err(|e| errno_of(&e))
+    }
+
+    fn close(&mut self, h: Handle) -> Result<(), i32> {
+        let Some(fd) = self.slots.get_mut(h).and_then(|s| s.fd.take()) else {
+            // Panics if `h` does not exist, EBADF if closed.
+            let _ = self.slot(h);
+            return Err(EBADF);
+        };
+        sysfd::close(fd).map_err(|e| errno_of(&e))
+    }
+
+    fn raw_fd(&self, h: Handle) -> i32 {
+        self.slot(h).raw
+    }
+
+    fn is_open(&self, h: Handle) -> bool {
+        self.slot(h).fd.is_some()
+    }
+
+    fn kind(&self, h: Handle) -> Kind {
+        self.slot(h).kind
+    }
+
+    fn mask(&self, h: Handle) -> Option<Mask> {
+        let (fd, _) = self.open_fd(h)?;
+        let mut fds = [PollFd::new(fd.as_raw_fd(), POLLIN | POLLOUT | POLLRDHUP)];
+        loop {
+            match poll(&mut fds, Some(Duration::ZERO)) {
+                Ok(_) => return Some(Mask::from_revents(fds[0].revents)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("poll({}) failed: {e}", fd.as_raw_fd()),
+            }
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! The simulated world: pure bookkeeping, no syscalls.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::errno::{EBADF, ECONNRESET, EINVAL, ENOTSOCK, EPIPE};
+use super::{DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, Op, World};
+
+/// The largest write [`SimWorld::allowed`] permits.
+pub(crate) const MAX_WRITE: usize = 512;
+/// A write is allowed only while the receiving buffer holds at most this
+/// many bytes...
+pub(crate) const MAX_BUFFERED: usize = 4096;
+/// ...and at most this many unread writes.
+pub(crate) const MAX_UNREAD_WRITES: usize = 16;
+/// The largest read [`SimWorld::allowed`] permits (only to bound buffers).
+pub(crate) const MAX_READ: usize = 1 << 20;
+
+/// The first descriptor number the simulation hands out.
+const FIRST_FD: i32 = 3;
+
+/// Data in one direction: the sizes of the unread writes (oldest first) and
+/// whether a fill made the direction full.
+#[derive(Clone, Debug, Default)]
+struct Buf {
+    /// Unread writes, oldest first; a partly read write keeps its remainder.
+    segs: VecDeque<usize>,
+    /// Filled: the writer gets `WouldBlock` until a drain. The byte count
+    /// is unknown (and not tracked) while full.
+    full: bool,
+}
+
+impl Buf {
+    fn has_data(&self) -> bool {
+        self.full || !self.segs.is_empty()
+    }
+
+    fn bytes(&self) -> usize {
+        self.segs.iter().sum()
+    }
+
+    fn push(&mut self, n: usize) {
+        if n > 0 {
+            self.segs.push_back(n);
+        }
+    }
+
+    /// Reads up to `n` bytes (not exact while full; `allowed` forbids it).
+    fn take(&mut self, n: usize) -> usize {
+        if self.full {
+            return n;
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.segs.front_mut() else {
+                break;
+            };
+            let k = left.min(*front);
+            *front -= k;
+            left -= k;
+            if *front == 0 {
+                self.segs.pop_front();
+            }
+        }
+        n - left
+    }
+
+    fn clear(&mut self) {
+        self.segs.clear();
+        self.full = false;
+    }
+
+    /// Whether one more small write keeps the kernel's accounting inside
+    /// what the simulation predicts.
+    fn room_for_small_write(&self) -> bool {
+        self.full || (self.bytes() <= MAX_BUFFERED && self.segs.len() <= MAX_UNREAD_WRITES)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Pipe {
+    buf: Buf,
+    reader_closed: bool,
+    writer_closed: bool,
+}
+
+/// One end of a socket pair. `rx` holds the data sent to this end.
+#[derive(Clone, Debug, Default)]
+struct End {
+    rx: Buf,
+    shut_rd: bool,
+    shut_wr: bool,
+    err: Option<i32>,
+    closed: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct File {
+    size: usize,
+    offset: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Object {
+    Pipe(Pipe),
+    Pair([End; 2]),
+    File(File),
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    fd: i32,
+    open: bool,
+    kind: Kind,
+    /// Index into `SimWorld::objects`.
+    obj: usize,
+    /// Which end of a pair (0 or 1); 0 otherwise.
+    side: usize,
+}
+
+/// The simulated world: pipes, socket pairs and files as plain data, with
+/// Linux's readiness rules (see the [module docs](super)).
+///
+/// Descriptor numbers are the simulation's own: the lowest free number from
+/// 3, like the kernel's rule in a process with only stdio open.
+#[derive(Clone, Debug, Default)]
+pub struct SimWorld {
+    slots: Vec<Slot>,
+    objects: Vec<Object>,
+}
+
+impl SimWorld {
+    /// A new, empty world (same as `Default`).
+    pub fn new() -> SimWorld {
+        SimWorld::default()
+    }
+
+    /// How many handles were created so far (open or closed).
+    pub fn handle_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The readiness mask of the open descriptor numbered `fd`, `None` if
+    /// no open descriptor has that number.
+    pub fn fd_mask(&self, fd: i32) -> Option<Mask> {
+        let h = self.slots.iter().position(|s| s.open && s.fd == fd)?;
+        self.mask(h)
+    }
+
+    /// The handle of the open descriptor numbered `fd`, if any.
+    pub fn handle_of_fd(&self, fd: i32) -> Option<Handle> {
+        self.slots.iter().position(|s| s.open && s.fd == fd)
+    }
+
+    /// Whether `op`, applied now, stays inside what the simulation predicts
+    /// exactly. Generators must produce only allowed operations.
+    ///
+    /// - Every handle an op names must exist (it may be closed: `EBADF`).
+    /// - `Reuse` requires the handle to be open.
+    /// - `Write(h, n)`: `1 <= n <= 512`, and, when the write would add data,
+    ///   the receiving buffer is full or holds at most 4096 bytes in at most
+    ///   16 unread writes (Unix stream sockets charge kernel memory per
+    ///   write, and many small unread writes could turn `OUT` off).
+    /// - `Read(h, n)`: `1 <= n <= 1 MiB`, and not on a full direction (only
+    ///   `Drain` empties a full direction).
+    /// - `Fill` and `Drain`: not on a regular file.
+    pub fn allowed(&self, op: &Op) -> bool {
+        let exists = |h: Handle| h < self.slots.len();
+        match *op {
+            Op::Open(_) => true,
+            Op::Reuse(h, _) => exists(h) && self.slots[h].open,
+            Op::Write(h, n) => {
+                exists(h)
+                    && (1..=MAX_WRITE).contains(&n)
+                    && self.receiving_buf(h).is_none_or(Buf::room_for_small_write)
+            }
+            Op::Read(h, n) => {
+                exists(h) && (1..=MAX_READ).contains(&n) && self.own_rx(h).is_none_or(|b| !b.full)
+            }
+            Op::Fill(h) | Op::Drain(h) => exists(h) && self.slots[h].kind != Kind::File,
+            Op::ShutdownWrite(h) | Op::Close(h) => exists(h),
+        }
+    }
+
+    /// The buffer a write on open `h` would add to, if it would.
+    fn receiving_buf(&self, h: Handle) -> Option<&Buf> {
+        let s = &self.slots[h];
+        if !s.open {
+            return None;
+        }
+        match &self.objects[s.obj] {
+            Object::Pipe(p) if s.kind == Kind::PipeWrite && !p.reader_closed => Some(&p.buf),
+            Object::Pair(ends) if !ends[s.side].shut_wr => Some(&ends[1 - s.side].rx),
+            _ => None,
+        }
+    }
+
+    /// The buffer a read on open `h` would take from.
+    fn own_rx(&self, h: Handle) -> Option<&Buf> {
+        let s = &self.slots[h];
+        if !s.open {
+            return None;
+        }
+        match &self.objects[s.obj] {
+            Object::Pipe(p) if s.kind == Kind::PipeRead => Some(&p.buf),
+            Object::Pair(ends) => Some(&ends[s.side].rx),
+            _ => None,
+        }
+    }
+
+    fn slot(&self, h: Handle) -> &Slot {
+        match self.slots.get(h) {
+            Some(s) => s,
+            None => panic!("handle {h} does not exist ({} created)", self.slots.len()),
+        }
+    }
+
+    /// The slot of `h` if it is open.
+    fn open_slot(&self, h: Handle) -> Option<Slot> {
+        let s = self.slot(h);
+        s.open.then(|| s.clone())
+    }
+
+    /// Allocates `count` lowest free numbers.
+    fn alloc_fds(&self, count: usize) -> Vec<i32> {
+        let used: BTreeSet<i32> = self.slots.iter().filter(|s| s.open).map(|s| s.fd).collect();
+        (FIRST_FD..)
+            .filter(|n| !used.contains(n))
+            .take(count)
+            .collect()
+    }
+
+    /// Creates the object for `kind`; returns its index and the new slots'
+    /// kinds and sides.
+    fn create(&mut self, kind: NewKind) -> (usize, Vec<(Kind, usize)>) {
+        let (obj, slots) = match kind {
+            NewKind::Pipe => (
+                Object::Pipe(Pipe::default()),
+                vec![(Kind::PipeRead, 0), (Kind::PipeWrite, 0)],
+            ),
+            NewKind::Pair => (
+                Object::Pair(Default::default()),
+                vec![(Kind::Socket, 0), (Kind::Socket, 1)],
+            ),
+            NewKind::File => (Object::File(File::default()), vec![(Kind::File, 0)]),
+        };
+        self.objects.push(obj);
+        (self.objects.len() - 1, slots)
+    }
+
+    fn push_slots(&mut self, obj: usize, fds: &[i32], kinds: &[(Kind, usize)]) -> Vec<Handle> {
+        fds.iter()
+            .zip(kinds)
+            .map(|(&fd, &(kind, side))| {
+                self.slots.push(Slot {
+                    fd,
+                    open: true,
+                    kind,
+                    obj,
+                    side,
+                });
+                self.slots.len() - 1
+            })
+            .collect()
+    }
+
+    /// The effects of closing the (only) descriptor of `s`.
+    fn release(&mut self, s: &Slot) {
+        match &mut self.objects[s.obj] {
+            Object::Pipe(p) => {
+                // The buffer stays until both ends are gone: a full pipe
+                // whose reader closed is still full (no OUT).
+                if s.kind == Kind::PipeRead {
+                    p.reader_closed = true;
+                } else {
+                    p.writer_closed = true;
+                }
+            }
+            Object::Pair(ends) => {
+                let unread = ends[s.side].rx.has_data();
+                let me = &mut ends[s.side];
+                me.closed = true;
+                // The receive queue is purged: the peer's send memory is
+                // freed, so its direction is no longer full.
+                me.rx.clear();
+                let peer = &mut ends[1 - s.side];
+                if !peer.closed {
+                    peer.shut_rd = true;
+                    peer.shut_wr = true;
+                    if unread {
+                        peer.err = Some(ECONNRESET);
+                    }
+                }
+            }
+            Object::File(_) => {}
+        }
+    }
+}
+
+impl World for SimWorld {
+    fn open(&mut self, kind: NewKind) -> Vec<Handle> {
+        let (obj, kinds) = self.create(kind);
+        let fds = self.alloc_fds(kinds.len());
+        self.push_slots(obj, &fds, &kinds)
+    }
+
+    fn reuse(&mut self, h: Handle, kind: NewKind) -> Vec<Handle> {
+        let Some(old) = self.open_slot(h) else {
+            panic!("reuse({h}): the handle is not open");
+        };
+        // As the real world does it: create the new descriptors (lowest free
+        // numbers, `h`'s still taken), `dup3` the first over `h`'s number
+        // (closing `h`'s file), then close the first's original number.
+        let (obj, kinds) = self.create(kind);
+        let mut fds = self.alloc_fds(kinds.len());
+        fds[0] = old.fd;
+        self.slots[h].open = false;
+        self.release(&old);
+        self.push_slots(obj, &fds, &kinds)
+    }
+
+    fn write(&mut self, h: Handle, n: usize) -> IoOutcome {
+        let Some(s) = self.open_slot(h) else {
+            return IoOutcome::Err(EBADF);
+        };
+        match &mut self.objects[s.obj] {
+            Object::Pipe(_) if s.kind == Kind::PipeRead => IoOutcome::Err(EBADF),
+            Object::Pipe(_) if n == 0 => IoOutcome::Done(0),
+            Object::Pipe(p) if p.reader_closed => IoOutcome::Err(EPIPE),
+            Object::Pipe(p) if p.buf.full => IoOutcome::WouldBlock,
+            Object::Pipe(p) => {
+                p.buf.push(n);
+                IoOutcome::Done(n)
+            }
+            Object::Pair(ends) => {
+                if ends[s.side].shut_wr {
+                    return IoOutcome::Err(EPIPE);
+                }
+                let rx = &mut ends[1 - s.side].rx;
+                if rx.full {
+                    IoOutcome::WouldBlock
+                } else {
+                    rx.push(n);
+                    IoOutcome::Done(n)
+                }
+            }
+            Object::File(f) => {
+                f.offset += n;
+                f.size = f.size.max(f.offset);
+                IoOutcome::Done(n)
+            }
+        }
+    }
+
+    fn read(&mut self, h: Handle, n: usize) -> IoOutcome {
+        let Some(s) = self.open_slot(h) else {
+            return IoOutcome::Err(EBADF);
+        };
+        match &mut self.objects[s.obj] {
+            Object::Pipe(_) if s.kind == Kind::PipeWrite => IoOutcome::Err(EBADF),
+            _ if n == 0 => IoOutcome::Done(0),
+            Object::Pipe(p) => {
+                if p.buf.has_data() {
+                    IoOutcome::Done(p.buf.take(n))
+                } else if p.writer_closed {
+                    IoOutcome::Eof
+                } else {
+                    IoOutcome::WouldBlock
+                }
+            }
+            Object::Pair(ends) => {
+                let me = &mut ends[s.side];
+                if me.rx.has_data() {
+                    IoOutcome::Done(me.rx.take(n))
+                } else if let Some(e) = me.err.take() {
+                    IoOutcome::Err(e)
+                } else if me.shut_rd {
+                    IoOutcome::Eof
+                } else {
+                    IoOutcome::WouldBlock
+                }
+            }
+            Object::File(f) => {
+                let k = n.min(f.size - f.offset);
+                f.offset += k;
+                if k == 0 {
+                    IoOutcome::Eof
+                } else {
+                    IoOutcome::Done(k)
+                }
+            }
+        }
+    }
+
+    fn fill(&mut self, h: Handle) -> IoOutcome {
+        let Some(s) = self.open_slot(h) else {
+            return IoOutcome::Err(EBADF);
+        };
+        match &mut self.objects[s.obj] {
+            Object::Pipe(_) if s.kind == Kind::PipeRead => IoOutcome::Err(EBADF),
+            Object::Pipe(p) if p.reader_closed => IoOutcome::Err(EPIPE),
+            Object::Pipe(p) => {
+                p.buf.full = true;
+                IoOutcome::Done(0)
+            }
+            Object::Pair(ends) => {
+                if ends[s.side].shut_wr {
+                    return IoOutcome::Err(EPIPE);
+                }
+                ends[1 - s.side].rx.full = true;
+                IoOutcome::Done(0)
+            }
+            Object::File(_) => IoOutcome::Err(EINVAL),
+        }
+    }
+
+    fn drain(&mut self, h: Handle) -> DrainOutcome {
+        let Some(s) = self.open_slot(h) else {
+            return DrainOutcome {
+                got_data: false,
+                end: IoOutcome::Err(EBADF),
+            };
+        };
+        match &mut self.objects[s.obj] {
+            Object::Pipe(_) if s.kind == Kind::PipeWrite => DrainOutcome {
+                got_data: false,
+                end: IoOutcome::Err(EBADF),
+            },
+            Object::Pipe(p) => {
+                let got_data = p.buf.has_data();
+                p.buf.clear();
+                let end = if p.writer_closed {
+                    IoOutcome::Eof
+                } else {
+                    IoOutcome::WouldBlock
+                };
+                DrainOutcome { got_data, end }
+            }
+            Object::Pair(ends) => {
+                let me = &mut ends[s.side];
+                let got_data = me.rx.has_data();
+                me.rx.clear();
+                let end = if let Some(e) = me.err.take() {
+                    IoOutcome::Err(e)
+                } else if me.shut_rd {
+                    IoOutcome::Eof
+                } else {
+                    IoOutcome::WouldBlock
+                };
+                DrainOutcome { got_data, end }
+            }
+            Object::File(f) => {
+                let got_data = f.offset < f.size;
+                f.offset = f.size;
+                DrainOutcome {
+                    got_data,
+                    end: IoOutcome::Eof,
+                }
+            }
+        }
+    }
+
+    fn shutdown_write(&mut self, h: Handle) -> Result<(), i32> {
+        let Some(s) = self.open_slot(h) else {
+            return Err(EBADF);
+        };
+        match &mut self.objects[s.obj] {
+            Object::Pair(ends) => {
+                ends[s.side].shut_wr = true;
+                let peer = &mut ends[1 - s.side];
+                if !peer.closed {
+                    peer.shut_rd = true;
+                }
+                Ok(())
+            }
+            Object::Pipe(_) | Object::File(_) => Err(ENOTSOCK),
+        }
+    }
+
+    fn close(&mut self, h: Handle) -> Result<(), i32> {
+        let Some(s) = self.open_slot(h) else {
+            return Err(EBADF);
+        };
+        self.slots[h].open = false;
+        self.release(&s);
+        Ok(())
+    }
+
+    fn raw_fd(&self, h: Handle) -> i32 {
+        self.slot(h).fd
+    }
+
+    fn is_open(&self, h: Handle) -> bool {
+        self.slot(h).open
+    }
+
+    fn kind(&self, h: Handle) -> Kind {
+        self.slot(h).kind
+    }
+
+    fn mask(&self, h: Handle) -> Option<Mask> {
+        let s = self.slot(h);
+        if !s.open {
+            return None;
+        }
+        let mut m = Mask::EMPTY;
+        match &self.objects[s.obj] {
+            Object::Pipe(p) if s.kind == Kind::PipeRead => {
+                m.set(Mask::IN, p.buf.has_data());
+                m.set(Mask::HUP, p.writer_closed);
+            }
+            Object::Pipe(p) => {
+                m.set(Mask::OUT, !p.buf.full);
+                m.set(Mask::ERR, p.reader_closed);
+            }
+            Object::Pair(ends) => {
+                let me = &ends[s.side];
+                m.set(Mask::ERR, me.err.is_some());
+                m.set(Mask::HUP, me.shut_rd && me.shut_wr);
+                m.set(Mask::IN | Mask::RDHUP, me.shut_rd);
+                if me.rx.has_data() {
+                    m.insert(Mask::IN);
+                }
+                // unix_writable: only this end's send-buffer usage counts.
+                m.set(Mask::OUT, !ends[1 - s.side].rx.full);
+            }
+            Object::File(_) => m = Mask::IN | Mask::OUT,
+        }
+        Some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_is_lowest_free_and_reuse_keeps_it() {
+        let mut w = SimWorld::new();
+        assert_eq!(w.open(NewKind::Pipe), vec![0, 1]);
+        assert_eq!((w.raw_fd(0), w.raw_fd(1)), (3, 4));
+        assert_eq!(w.open(NewKind::File), vec![2]);
+        assert_eq!(w.raw_fd(2), 5);
+        assert_eq!(w.close(0), Ok(()));
+        assert_eq!(w.open(NewKind::File), vec![3]);
+        assert_eq!(w.raw_fd(3), 3);
+        // Reuse of 4: the new pair is made at 6, 7 first; 6 is dup'ed onto
+        // 4 and closed.
+        assert_eq!(w.reuse(1, NewKind::Pair), vec![4, 5]);
+        assert_eq!((w.raw_fd(4), w.raw_fd(5)), (4, 7));
+        assert_eq!(w.raw_fd(1), 4);
+        assert!(!w.is_open(1));
+        assert_eq!(w.fd_mask(4), Some(Mask::OUT));
+        assert_eq!(w.handle_of_fd(4), Some(4));
+        assert_eq!(w.fd_mask(6), None);
+        assert_eq!(w.open(NewKind::File), vec![6]);
+        assert_eq!(w.raw_fd(6), 6);
+    }
+
+    #[test]
+    fn allowed_caps() {
+        let mut w = SimWorld::new();
+        w.open(NewKind::Pair);
+        w.open(NewKind::File);
+        assert!(!w.allowed(&Op::Write(9, 1)));
+        assert!(!w.allowed(&Op::Write(0, 0)));
+        assert!(!w.allowed(&Op::Write(0, 513)));
+        assert!(w.allowed(&Op::Write(0, 512)));
+        assert!(!w.allowed(&Op::Fill(2)));
+        assert!(!w.allowed(&Op::Drain(2)));
+        for _ in 0..=MAX_UNREAD_WRITES {
+            assert!(w.allowed(&Op::Write(0, 1)));
+            w.write(0, 1);
+        }
+        assert!(!w.allowed(&Op::Write(0, 1)));
+        assert!(w.allowed(&Op::Write(1, 1)));
+        w.fill(0);
+        assert!(w.allowed(&Op::Write(0, 1)));
+        assert!(!w.allowed(&Op::Read(1, 1)));
+        assert!(w.allowed(&Op::Read(0, 1)));
+        w.drain(1);
+        assert!(w.allowed(&Op::Read(1, 1)));
+        w.close(0).unwrap();
+        assert!(w.allowed(&Op::Write(0, 1)));
+        assert!(!w.allowed(&Op::Reuse(0, NewKind::File)));
+        assert!(w.allowed(&Op::Reuse(1, NewKind::File)));
+    }
+
+    #[test]
+    fn partial_reads_span_writes() {
+        let mut w = SimWorld::new();
+        w.open(NewKind::Pair);
+        w.write(0, 3);
+        w.write(0, 4);
+        assert_eq!(w.read(1, 5), IoOutcome::Done(5));
+        assert_eq!(w.read(1, 5), IoOutcome::Done(2));
+        assert_eq!(w.read(1, 5), IoOutcome::WouldBlock);
+    }
+}
