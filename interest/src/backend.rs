@@ -211,6 +211,22 @@ pub trait Backend: fmt::Debug {
     /// backends read the clock; the model returns virtual time, which its
     /// waits advance.
     fn now(&self) -> Duration;
+
+    /// Called by [`Poller::forget`](crate::Poller::forget) for a
+    /// registration the kernel knows about (`old` is what it was last told),
+    /// before the removal is queued for the next batch.
+    ///
+    /// A backend whose kernel registration keeps the *file* open (an armed
+    /// io_uring poll holds a file reference) removes the registration now
+    /// and returns `true`, so that closing the descriptor right after
+    /// `forget` closes the file, as it does with epoll and poll(2). The
+    /// removal then does not appear in a later batch. Every other backend
+    /// keeps the default, `false`: the removal goes into the next batch and
+    /// costs nothing now.
+    fn forget_now(&mut self, fd: RawFd, key: Key, old: Watch) -> bool {
+        let _ = (fd, key, old);
+        false
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -234,5 +250,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn now(&self) -> Duration {
         (**self).now()
+    }
+    fn forget_now(&mut self, fd: RawFd, key: Key, old: Watch) -> bool {
+        (**self).forget_now(fd, key, old)
     }
 }

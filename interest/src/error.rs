@@ -6,6 +6,27 @@ use std::os::fd::RawFd;
 
 use crate::types::Token;
 
+/// What a token names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenUse {
+    /// A registered descriptor.
+    Descriptor(RawFd),
+    /// The waker.
+    Waker,
+    /// A pending timer.
+    Timer,
+}
+
+impl fmt::Display for TokenUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenUse::Descriptor(fd) => write!(f, "descriptor {fd}"),
+            TokenUse::Waker => f.write_str("the waker"),
+            TokenUse::Timer => f.write_str("a pending timer"),
+        }
+    }
+}
+
 /// Why a call on the interest set was refused. Nothing was changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -47,7 +68,21 @@ pub enum Error {
         /// The token the caller asked for.
         token: Token,
     },
-    /// No registration has this token.
+    /// A timer was asked for a token that names a descriptor, the waker or
+    /// a pending timer; or a descriptor or the waker was asked for a token
+    /// that names a pending timer. Tokens are one namespace.
+    TokenTaken {
+        /// The token.
+        token: Token,
+        /// What the token names now.
+        holder: TokenUse,
+        /// What the caller wanted it for.
+        wanted: TokenUse,
+    },
+    /// No registration (or, for [`Poller::cancel_timer`], no pending timer)
+    /// has this token.
+    ///
+    /// [`Poller::cancel_timer`]: crate::Poller::cancel_timer
     UnknownToken {
         /// The token.
         token: Token,
@@ -59,7 +94,9 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::NegativeFd { .. } | Error::FdTooLarge { .. } => io::ErrorKind::InvalidInput,
-            Error::TokenInUse { .. } | Error::FdInUse { .. } => io::ErrorKind::AlreadyExists,
+            Error::TokenInUse { .. } | Error::FdInUse { .. } | Error::TokenTaken { .. } => {
+                io::ErrorKind::AlreadyExists
+            }
             Error::UnknownToken { .. } => io::ErrorKind::NotFound,
         }
     }
@@ -71,6 +108,7 @@ impl Error {
             | Error::FdTooLarge { token, .. }
             | Error::TokenInUse { token, .. }
             | Error::FdInUse { token, .. }
+            | Error::TokenTaken { token, .. }
             | Error::UnknownToken { token } => token,
         }
     }
@@ -124,6 +162,14 @@ impl fmt::Display for Error {
                 f,
                 "descriptor {fd} is already registered under {registered} (was it closed without being forgotten?), cannot register it under {token}"
             ),
+            Error::TokenTaken {
+                token,
+                holder,
+                wanted,
+            } => write!(
+                f,
+                "{token} already names {holder}, cannot use it for {wanted}"
+            ),
             Error::UnknownToken { token } => write!(f, "{token} is not registered"),
         }
     }
@@ -154,5 +200,20 @@ mod tests {
         let io: io::Error = e.into();
         assert_eq!(io.kind(), io::ErrorKind::AlreadyExists);
         assert!(io.to_string().contains("token 4"));
+    }
+
+    #[test]
+    fn timer_clash_names_both_uses() {
+        let e = Error::TokenTaken {
+            token: Token(3),
+            holder: TokenUse::Descriptor(7),
+            wanted: TokenUse::Timer,
+        };
+        assert_eq!(
+            e.to_string(),
+            "token 3 already names descriptor 7, cannot use it for a pending timer"
+        );
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(e.token(), Token(3));
     }
 }

@@ -33,6 +33,6 @@ mod types;
 pub use backend::{
     Backend, Capabilities, Change, Key, Output, RawEvent, Rejection, Trigger, Wake, Watch,
 };
-pub use error::Error;
+pub use error::{Error, TokenUse};
 pub use poller::{ModeName, Poller, Registration, Waker};
 pub use types::{Event, Events, Interest, Mode, Ready, Token};

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{Backend, Capabilities, Change, Key, Output, Trigger, Wake, Watch};
-use crate::error::Error;
+use evmux_timers::{TimerKey, TimerWheel};
+
+use crate::error::{Error, TokenUse};
 use crate::types::{Event, Events, Interest, Mode, Token};
 
 /// A multiply-xor hasher for small integer keys (tokens, descriptor numbers).
@@ -151,6 +153,9 @@ pub struct Poller<B: Backend> {
     out: Output,
     overflow: VecDeque<Event>,
     waker: Option<(Token, Waker)>,
+    timers: TimerWheel<Token>,
+    timer_keys: IntMap<Token, TimerKey>,
+    expired: Vec<(TimerKey, Token)>,
 }
 
 impl<B: Backend> fmt::Debug for Poller<B> {
@@ -180,6 +185,9 @@ impl<B: Backend> Poller<B> {
             out: Output::default(),
             overflow: VecDeque::new(),
             waker: None,
+            timers: TimerWheel::new(),
+            timer_keys: IntMap::default(),
+            expired: Vec::new(),
         }
     }
 
@@ -254,6 +262,13 @@ impl<B: Backend> Poller<B> {
                 fd: Some(fd),
             });
         }
+        if self.timer_keys.contains_key(&token) {
+            return Err(Error::TokenTaken {
+                token,
+                holder: TokenUse::Timer,
+                wanted: TokenUse::Descriptor(fd),
+            });
+        }
         if let Some(&idx) = self.by_token.get(&token) {
             let caps = self.caps;
             let slot = &mut self.slots[idx as usize];
@@ -265,12 +280,15 @@ impl<B: Backend> Poller<B> {
                 });
             }
             // Does the kernel hold back readiness that re-arming must
-            // re-check? Only when the kernel keeps its own trigger state.
-            let rearm = match (slot.mode, mode) {
+            // re-check? Only when the kernel keeps its own trigger state,
+            // and whatever the new mode: after `Oneshot` fired, a declare
+            // of `Level` and then `Oneshot` again before the next wait nets
+            // out to the kernel's own watch, which is still disarmed.
+            let rearm = match slot.mode {
                 // A direction disarmed since the last (re)arm, whatever the
                 // interest in between: the kernel consumed its edge.
-                (Mode::Edge, Mode::Edge) if caps.native_edge => slot.armed != R | W,
-                (Mode::Oneshot, Mode::Oneshot) if caps.native_oneshot => !slot.enabled,
+                Mode::Edge if caps.native_edge => slot.armed != R | W,
+                Mode::Oneshot if caps.native_oneshot => !slot.enabled,
                 _ => false,
             };
             slot.interest = interest;
@@ -336,10 +354,13 @@ impl<B: Backend> Poller<B> {
         };
         let slot = &mut self.slots[idx as usize];
         self.by_fd.remove(&slot.fd);
-        if let Some(old) = slot.kernel {
+        let key = Key::new(idx, slot.generation);
+        if let Some(old) = slot.kernel
+            && !self.backend.forget_now(slot.fd, key, old)
+        {
             self.removals.push(Change {
                 fd: slot.fd,
-                key: Key::new(idx, slot.generation),
+                key,
                 old: Some(old),
                 new: None,
                 rearm: false,
@@ -400,6 +421,14 @@ impl<B: Backend> Poller<B> {
             }
             .into());
         }
+        if self.timer_keys.contains_key(&token) {
+            return Err(Error::TokenTaken {
+                token,
+                holder: TokenUse::Timer,
+                wanted: TokenUse::Waker,
+            }
+            .into());
+        }
         let waker = match &self.waker {
             Some((_, w)) => w.clone(),
             None => Waker {
@@ -408,6 +437,98 @@ impl<B: Backend> Poller<B> {
         };
         self.waker = Some((token, waker.clone()));
         Ok(waker)
+    }
+
+    /// The poller's monotonic clock: time since the backend was created.
+    /// Timer deadlines are on this clock. The testkit's model backend keeps
+    /// virtual time here, advanced only by its waits.
+    pub fn now(&self) -> Duration {
+        self.backend.now()
+    }
+
+    /// Sets a one-shot timer: the first [`get_next_event`] that runs at or
+    /// after `deadline` (on [`now`](Poller::now)'s clock) reports
+    /// [`Event::timer_expired`]`(token)`, after the descriptor events of the
+    /// same call. A deadline in the past fires at the next call.
+    ///
+    /// Precision: never early; at most 1 ms late beyond the wait's own
+    /// wake-up latency (deadlines are rounded up to whole milliseconds; see
+    /// `SEMANTICS.md`, "Timers"). Waits are shortened to end at the next
+    /// deadline. Insert and cancel are O(1) (a hierarchical timing wheel).
+    ///
+    /// [`get_next_event`]: Poller::get_next_event
+    ///
+    /// # Errors
+    /// [`Error::TokenTaken`] if `token` names a descriptor, the waker or a
+    /// pending timer (use [`reset_timer`](Poller::reset_timer) to move a
+    /// pending one). Nothing changes then.
+    pub fn add_timer(&mut self, token: Token, deadline: Duration) -> Result<(), Error> {
+        let holder = if let Some(&idx) = self.by_token.get(&token) {
+            Some(TokenUse::Descriptor(self.slots[idx as usize].fd))
+        } else if self.waker.as_ref().is_some_and(|(t, _)| *t == token) {
+            Some(TokenUse::Waker)
+        } else if self.timer_keys.contains_key(&token) {
+            Some(TokenUse::Timer)
+        } else {
+            None
+        };
+        if let Some(holder) = holder {
+            return Err(Error::TokenTaken {
+                token,
+                holder,
+                wanted: TokenUse::Timer,
+            });
+        }
+        let key = self.timers.insert(deadline_ms(deadline), token);
+        self.timer_keys.insert(token, key);
+        Ok(())
+    }
+
+    /// [`add_timer`](Poller::add_timer) at `now() + delay`.
+    ///
+    /// # Errors
+    /// As [`add_timer`](Poller::add_timer).
+    pub fn add_timer_after(&mut self, token: Token, delay: Duration) -> Result<(), Error> {
+        let deadline = self.now().saturating_add(delay);
+        self.add_timer(token, deadline)
+    }
+
+    /// Moves a pending timer to a new deadline (O(1)).
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if no timer with this token is pending.
+    pub fn reset_timer(&mut self, token: Token, deadline: Duration) -> Result<(), Error> {
+        let Some(&key) = self.timer_keys.get(&token) else {
+            return Err(Error::UnknownToken { token });
+        };
+        let moved = self.timers.reset(key, deadline_ms(deadline));
+        debug_assert!(moved, "a key in timer_keys is pending in the wheel");
+        Ok(())
+    }
+
+    /// Cancels a pending timer (O(1)). A timer that expired but whose event
+    /// was not returned yet (the `Events` buffer was full) is cancelled too:
+    /// its event is dropped.
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if no timer with this token is pending.
+    pub fn cancel_timer(&mut self, token: Token) -> Result<(), Error> {
+        if let Some(key) = self.timer_keys.remove(&token) {
+            let cancelled = self.timers.cancel(key);
+            debug_assert!(cancelled.is_some(), "a key in timer_keys is pending");
+            return Ok(());
+        }
+        let before = self.overflow.len();
+        self.overflow.retain(|ev| !(ev.timer && ev.token == token));
+        if self.overflow.len() == before {
+            return Err(Error::UnknownToken { token });
+        }
+        Ok(())
+    }
+
+    /// The number of pending timers.
+    pub fn pending_timers(&self) -> usize {
+        self.timer_keys.len()
     }
 
     /// Every live registration, in no particular order.
@@ -451,13 +572,15 @@ impl<B: Backend> Poller<B> {
         if room == 0 {
             return Ok(events.list.len());
         }
-        let mut timeout = if events.list.is_empty() {
+        let timeout = if events.list.is_empty() {
             timeout
         } else {
             Some(Duration::ZERO)
         };
         self.build_batch();
-        let deadline = timeout.map(|t| self.backend.now().saturating_add(t));
+        let start = self.backend.now();
+        let deadline = timeout.map(|t| start.saturating_add(t));
+        let mut timeout = self.until_next_timer(start, timeout);
         let mut first = true;
         loop {
             self.out.clear();
@@ -479,20 +602,51 @@ impl<B: Backend> Poller<B> {
                 }
             }
             self.take_readiness(events);
+            let now = self.backend.now();
+            self.expire_timers(now, events);
             if !events.list.is_empty() {
                 break;
             }
-            // Nothing to report: the wait was interrupted, returned early, or
-            // what the kernel reported was filtered out (an edge for a
-            // disarmed direction). Keep waiting for the rest of the time.
-            let now = self.backend.now();
-            match deadline {
+            // Nothing to report: the wait was interrupted, returned early
+            // (at a timer's coarse deadline), or what the kernel reported was
+            // filtered out (an edge for a disarmed direction). Keep waiting
+            // for the rest of the time.
+            let rest = match deadline {
                 Some(d) if now >= d => break,
-                Some(d) => timeout = Some(d - now),
-                None => {}
-            }
+                Some(d) => Some(d - now),
+                None => None,
+            };
+            timeout = self.until_next_timer(now, rest);
         }
         Ok(events.list.len())
+    }
+
+    /// `timeout`, shortened to end at the next timer deadline.
+    fn until_next_timer(&self, now: Duration, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(next) = self.timers.next_deadline() else {
+            return timeout;
+        };
+        let until = Duration::from_millis(next).saturating_sub(now);
+        Some(timeout.map_or(until, |t| t.min(until)))
+    }
+
+    /// Moves the wheel to `now` and reports every timer due by then, in
+    /// deadline order (ties: the order they were set in).
+    fn expire_timers(&mut self, now: Duration, events: &mut Events) {
+        if self.timer_keys.is_empty() {
+            return;
+        }
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        if now_ms < self.timers.now() {
+            return;
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        self.timers.advance_into(now_ms, &mut expired);
+        for (_, token) in expired.drain(..) {
+            self.timer_keys.remove(&token);
+            self.push(events, Event::timer_expired(token));
+        }
+        self.expired = expired;
     }
 
     fn mark_dirty(&mut self, idx: u32, key: Key) {
@@ -642,4 +796,10 @@ impl<B: Backend> Poller<B> {
             self.push(events, ev);
         }
     }
+}
+
+/// A deadline in whole milliseconds on the wheel, rounded up so that a
+/// timer never fires early.
+fn deadline_ms(deadline: Duration) -> u64 {
+    u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }

@@ -242,6 +242,9 @@ pub struct Event {
     pub error: bool,
     /// For a rejected change: the errno the kernel gave (e.g. `EBADF`).
     pub errno: Option<i32>,
+    /// A timer set with [`Poller::add_timer`](crate::Poller::add_timer)
+    /// expired. A timer event has no other flag set.
+    pub timer: bool,
 }
 
 impl Event {
@@ -256,7 +259,15 @@ impl Event {
             write_closed: false,
             error: false,
             errno: None,
+            timer: false,
         }
+    }
+
+    /// The event of an expired timer.
+    pub const fn timer_expired(token: Token) -> Event {
+        let mut ev = Event::new(token);
+        ev.timer = true;
+        ev
     }
 
     /// The canonical mapping from a kernel readiness mask to an event, given
@@ -277,6 +288,7 @@ impl Event {
             write_closed: writable && ready.intersects(Ready::HUP | Ready::ERR),
             error: ready.intersects(Ready::ERR),
             errno: None,
+            timer: false,
         })
     }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io;
 use std::sync::{Mutex, MutexGuard};
 
+use evmux_backends::{BackendKind, UnknownBackend, new_backend};
 use evmux_interest::{Backend, Poller};
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
@@ -36,30 +37,60 @@ impl fmt::Debug for BackendSpec {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn make_epoll() -> io::Result<Box<dyn Backend>> {
-    Ok(Box::new(evmux_epoll::EpollBackend::new()?))
+macro_rules! makers {
+    ($($fn_name:ident => $kind:ident),* $(,)?) => {
+        $(
+            fn $fn_name() -> io::Result<Box<dyn Backend>> {
+                let b: Box<dyn Backend> = new_backend(BackendKind::$kind)?;
+                Ok(b)
+            }
+        )*
+        fn maker(kind: BackendKind) -> MakeBackend {
+            match kind {
+                $(BackendKind::$kind => $fn_name,)*
+                BackendKind::Auto => unreachable!("Auto is not a concrete backend"),
+            }
+        }
+    };
 }
 
-fn make_poll() -> io::Result<Box<dyn Backend>> {
-    Ok(Box::new(evmux_poll::PollBackend::new()?))
+makers! {
+    make_epoll => Epoll,
+    make_poll => Poll,
+    make_select => Select,
+    make_uring => Uring,
+    make_superpoll => Superpoll,
+    make_kqueue => Kqueue,
 }
 
-/// Every backend, available or not on this OS, in a fixed order.
+/// Every backend, available or not on this OS, in a fixed order: epoll,
+/// poll, select, uring, superpoll, kqueue.
 pub fn backends() -> Vec<BackendSpec> {
-    vec![
-        BackendSpec {
-            name: "epoll",
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            make: Ok(make_epoll),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            make: Err("epoll exists only on Linux"),
-        },
-        BackendSpec {
-            name: "poll",
-            make: Ok(make_poll),
-        },
-    ]
+    BackendKind::CONCRETE
+        .into_iter()
+        .map(|kind| BackendSpec {
+            name: kind.name(),
+            make: match kind.unavailable_reason() {
+                None => Ok(maker(kind)),
+                Some(why) => Err(why),
+            },
+        })
+        .collect()
+}
+
+/// The backends to run: all of them, or only the one `EVMUX_BACKEND`
+/// names (so that the test suite run under `EVMUX_BACKEND=poll` exercises
+/// poll).
+///
+/// # Errors
+/// For an `EVMUX_BACKEND` that names no backend (the message lists the
+/// valid names).
+pub fn backends_from_env() -> Result<Vec<BackendSpec>, UnknownBackend> {
+    let all = backends();
+    Ok(match BackendKind::from_env()? {
+        None | Some(BackendKind::Auto) => all,
+        Some(kind) => all.into_iter().filter(|b| b.name == kind.name()).collect(),
+    })
 }
 
 /// Serialises scenario runs within a process. Scenarios on real

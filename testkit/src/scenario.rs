@@ -54,6 +54,19 @@ pub enum Step {
     Close(Handle),
     /// `get_next_event` with a zero timeout.
     Wait,
+    /// `add_timer_after(Token(token), ms milliseconds)`.
+    AddTimer(usize, u64),
+    /// `add_timer(Token(token), ms milliseconds)`: an absolute deadline on
+    /// the poller's clock, which starts near zero when the backend is made
+    /// (so two timers can share a deadline exactly).
+    AddTimerAt(usize, u64),
+    /// `cancel_timer(Token(token))`.
+    CancelTimer(usize),
+    /// `get_next_event` with a timeout of `ms` milliseconds. The model's
+    /// clock is virtual; on real backends timer scenarios space their
+    /// deadlines widely (tens of milliseconds) so that scheduling noise
+    /// cannot reorder them.
+    WaitFor(u64),
 }
 
 fn interest_src(i: Interest) -> &'static str {
@@ -92,6 +105,10 @@ impl fmt::Debug for Step {
             Step::ShutdownWrite(h) => write!(f, "ShutdownWrite({h})"),
             Step::Close(h) => write!(f, "Close({h})"),
             Step::Wait => write!(f, "Wait"),
+            Step::AddTimer(t, ms) => write!(f, "AddTimer({t}, {ms})"),
+            Step::AddTimerAt(t, ms) => write!(f, "AddTimerAt({t}, {ms})"),
+            Step::CancelTimer(t) => write!(f, "CancelTimer({t})"),
+            Step::WaitFor(ms) => write!(f, "WaitFor({ms})"),
         }
     }
 }
@@ -237,6 +254,31 @@ pub fn run<B: Backend>(
             }
             Step::ShutdownWrite(h) => Outcome::Unit(world.shutdown_write(h)),
             Step::Close(h) => Outcome::Unit(world.close(h)),
+            Step::AddTimer(token, ms) => Outcome::Call(
+                poller
+                    .add_timer_after(Token(token), Duration::from_millis(ms))
+                    .map_err(|e| error_name(&e)),
+            ),
+            Step::AddTimerAt(token, ms) => Outcome::Call(
+                poller
+                    .add_timer(Token(token), Duration::from_millis(ms))
+                    .map_err(|e| error_name(&e)),
+            ),
+            Step::CancelTimer(token) => Outcome::Call(
+                poller
+                    .cancel_timer(Token(token))
+                    .map_err(|e| error_name(&e)),
+            ),
+            Step::WaitFor(ms) => {
+                match poller.get_next_event(&mut events, Some(Duration::from_millis(ms))) {
+                    Ok(_) => {
+                        let mut v = events.as_slice().to_vec();
+                        v.sort();
+                        Outcome::Events(v)
+                    }
+                    Err(e) => Outcome::WaitFailed(e.to_string()),
+                }
+            }
             Step::Wait => match poller.get_next_event(&mut events, Some(Duration::ZERO)) {
                 Ok(_) => {
                     let mut v = events.as_slice().to_vec();

@@ -243,6 +243,36 @@ pub fn all() -> Vec<Scenario> {
                 Wait,
             ],
         ),
+        sc(
+            // Found by the property test: the intermediate Level declare
+            // must not make the driver forget that the kernel's oneshot
+            // already fired.
+            "oneshot-rearm-through-level-between-waits",
+            "oneshot",
+            vec![
+                Open(Pipe),
+                decl(1, 3, BOTH, Oneshot),
+                Wait,
+                decl(1, 3, R, Level),
+                decl(1, 3, BOTH, Oneshot),
+                Wait,
+                Wait,
+            ],
+        ),
+        sc(
+            "edge-rearm-through-level-between-waits",
+            "edge",
+            vec![
+                Open(Pipe),
+                Write(1, 5),
+                decl(0, 1, R, Edge),
+                Wait,
+                decl(0, 1, BOTH, Level),
+                decl(0, 1, R, Edge),
+                Wait,
+                Wait,
+            ],
+        ),
         // ---- hangup ----
         sc(
             "hangup-pipe-writer-closed",
@@ -567,6 +597,90 @@ pub fn all() -> Vec<Scenario> {
                 Open(Pipe),
                 decl(2, 1, R, Level),
                 Write(3, 1),
+                Wait,
+            ],
+        ),
+        // ---- timer ----
+        // Real backends run these in real time: deadlines are spaced so that
+        // scheduling noise of tens of milliseconds cannot reorder anything,
+        // and each `WaitFor(5000)` would take 5 s if a timer failed to cut
+        // the wait short.
+        sc(
+            "timer-fires-once",
+            "timer",
+            vec![AddTimer(1, 120), Wait, WaitFor(5000), Wait, CancelTimer(1)],
+        ),
+        sc(
+            "timer-cancelled-never-fires",
+            "timer",
+            vec![
+                AddTimer(1, 40),
+                AddTimer(2, 160),
+                CancelTimer(1),
+                CancelTimer(1),
+                WaitFor(5000),
+                Wait,
+            ],
+        ),
+        sc(
+            "timer-cuts-a-wait-short-and-fd-events-still-come",
+            "timer",
+            vec![
+                Open(Pipe),
+                decl(0, 1, R, Level),
+                AddTimer(2, 60),
+                WaitFor(5000),
+                Write(1, 3),
+                WaitFor(5000),
+                Read(0, 10),
+                Wait,
+            ],
+        ),
+        sc(
+            "timer-equal-deadlines-fire-together-in-order",
+            "timer",
+            vec![
+                AddTimerAt(3, 300),
+                AddTimerAt(1, 150),
+                AddTimerAt(2, 150),
+                WaitFor(5000),
+                WaitFor(5000),
+                Wait,
+            ],
+        ),
+        sc(
+            "timer-past-deadline-fires-at-next-wait",
+            "timer",
+            vec![AddTimerAt(1, 0), Wait, Wait],
+        ),
+        sc(
+            "timer-wait-times-out-before-deadline",
+            "timer",
+            vec![AddTimer(1, 400), WaitFor(20), Wait, WaitFor(5000)],
+        ),
+        sc(
+            "timer-reuses-its-token-after-expiry",
+            "timer",
+            vec![
+                AddTimer(1, 30),
+                AddTimer(1, 30),
+                WaitFor(5000),
+                AddTimer(1, 30),
+                WaitFor(5000),
+            ],
+        ),
+        sc(
+            "timer-tokens-share-the-namespace",
+            "timer",
+            vec![
+                Open(Pipe),
+                decl(0, 1, R, Level),
+                AddTimer(1, 100),
+                AddTimer(2, 100),
+                decl(1, 2, W, Level),
+                CancelTimer(2),
+                decl(1, 2, W, Level),
+                CancelTimer(5),
                 Wait,
             ],
         ),

@@ -4,19 +4,29 @@
 
 use evmux_testkit::conformance::{self, BackendSpec};
 
+/// The available backends, or only the one `EVMUX_BACKEND` names.
 fn available() -> Vec<(&'static str, conformance::MakeBackend)> {
-    conformance::backends()
+    conformance::backends_from_env()
+        .expect("EVMUX_BACKEND names a backend")
         .into_iter()
         .filter_map(|BackendSpec { name, make }| make.ok().map(|m| (name, m)))
         .collect()
 }
 
 #[test]
-fn linux_backends_are_available() {
+fn every_backend_is_listed_and_the_linux_ones_are_available() {
+    let all = conformance::backends();
+    let names: Vec<_> = all.iter().map(|b| b.name).collect();
+    assert_eq!(
+        names,
+        ["epoll", "poll", "select", "uring", "superpoll", "kqueue"]
+    );
     if cfg!(target_os = "linux") {
-        let names: Vec<_> = available().iter().map(|(n, _)| *n).collect();
-        for want in ["epoll", "poll"] {
-            assert!(names.contains(&want), "{want} missing from {names:?}");
+        for b in &all {
+            match b.name {
+                "kqueue" => assert!(b.make.is_err(), "kqueue cannot be available on Linux"),
+                name => assert!(b.make.is_ok(), "{name} should be available on Linux"),
+            }
         }
     }
 }

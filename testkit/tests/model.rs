@@ -129,3 +129,114 @@ fn duplicate_fd_is_refused_naming_the_variant() {
     let out = run_model(&[Open(Pipe), decl(0, 1, R, Level), decl(0, 2, R, Level)]);
     assert_eq!(out[2], Outcome::Call(Err("FdInUse".to_string())));
 }
+
+fn timer(token: usize) -> Event {
+    Event::timer_expired(Token(token))
+}
+
+fn calls(steps: &[Step]) -> Vec<Result<(), String>> {
+    run_model(steps)
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Call(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_timer_fires_once_at_its_deadline() {
+    let steps = [AddTimer(1, 120), Wait, WaitFor(5000), Wait];
+    assert_eq!(waits(&steps), vec![vec![], vec![timer(1)], vec![]]);
+}
+
+#[test]
+fn a_cancelled_timer_never_fires_and_cancelling_twice_is_an_error() {
+    let steps = [
+        AddTimer(1, 40),
+        AddTimer(2, 160),
+        CancelTimer(1),
+        CancelTimer(1),
+        WaitFor(5000),
+    ];
+    assert_eq!(waits(&steps), vec![vec![timer(2)]]);
+    assert_eq!(
+        calls(&steps),
+        vec![Ok(()), Ok(()), Ok(()), Err("UnknownToken".to_string())]
+    );
+}
+
+#[test]
+fn equal_deadlines_fire_in_one_wait() {
+    let steps = [
+        AddTimerAt(3, 300),
+        AddTimerAt(1, 150),
+        AddTimerAt(2, 150),
+        WaitFor(5000),
+        WaitFor(5000),
+    ];
+    assert_eq!(
+        waits(&steps),
+        vec![vec![timer(1), timer(2)], vec![timer(3)]]
+    );
+}
+
+#[test]
+fn a_wait_shorter_than_the_deadline_times_out_empty() {
+    let steps = [AddTimer(1, 400), WaitFor(20), Wait, WaitFor(5000)];
+    assert_eq!(waits(&steps), vec![vec![], vec![], vec![timer(1)]]);
+}
+
+#[test]
+fn timer_tokens_share_the_namespace_with_descriptors() {
+    let steps = [
+        Open(Pipe),
+        decl(0, 1, R, Level),
+        AddTimer(1, 100),
+        AddTimer(2, 100),
+        decl(1, 2, W, Level),
+        CancelTimer(2),
+        decl(1, 2, W, Level),
+        CancelTimer(5),
+    ];
+    assert_eq!(
+        calls(&steps),
+        vec![
+            Ok(()),
+            Err("TokenTaken".to_string()),
+            Ok(()),
+            Err("TokenTaken".to_string()),
+            Ok(()),
+            Ok(()),
+            Err("UnknownToken".to_string()),
+        ]
+    );
+}
+
+/// On the model's virtual clock the precision is exact: a deadline is
+/// rounded up to the next whole millisecond, never down.
+#[test]
+fn on_virtual_time_a_timer_is_never_early_and_under_1ms_late() {
+    use std::time::Duration;
+
+    use evmux_interest::{Events, Poller};
+    use evmux_testkit::model::{ModelBackend, SharedSim};
+
+    for deadline_us in [0u64, 1, 999, 1000, 1001, 10_300, 65_535_999, 3_600_000_001] {
+        let mut p = Poller::new(ModelBackend::new(SharedSim::new()));
+        let deadline = Duration::from_micros(deadline_us);
+        p.add_timer(Token(7), deadline).unwrap();
+        let mut events = Events::with_capacity(4);
+        let n = p
+            .get_next_event(&mut events, Some(Duration::from_secs(10_000_000)))
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(events.as_slice(), &[timer(7)]);
+        let fired = p.now();
+        assert!(fired >= deadline, "{deadline:?}: fired early at {fired:?}");
+        assert!(
+            fired - deadline < Duration::from_millis(1),
+            "{deadline:?}: fired at {fired:?}"
+        );
+    }
+}
