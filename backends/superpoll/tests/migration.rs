@@ -286,3 +286,46 @@ fn random_scripts_match_the_poll_backend() {
         }
     }
 }
+
+/// The acceptance run: one descriptor goes idle → busy → idle across the
+/// thresholds of the default-shaped policy (scaled down to react within a
+/// few waits), on real descriptors, while the reference model runs the same
+/// scenario. The traces must be equal step by step (nothing lost,
+/// duplicated or altered), and the migration counters must show moves in
+/// both directions, twice.
+#[test]
+fn idle_busy_idle_against_the_model_with_migrations_both_ways() {
+    use evmux_interest::Poller;
+    use evmux_superpoll::SuperpollBackend;
+    use evmux_testkit::conformance::{run_model, serial};
+    use evmux_testkit::scenario::Step::*;
+    use evmux_testkit::scenario::{R, W, compare, decl, run};
+    use evmux_testkit::world::NewKind::Pair;
+    use evmux_testkit::world::RealWorld;
+
+    let mut steps = vec![
+        Open(Pair),
+        Open(Pair),
+        decl(0, 1, R, Mode::Level),
+        decl(2, 2, W, Mode::Level),
+    ];
+    for _ in 0..2 {
+        steps.extend(std::iter::repeat_n(Wait, 12)); // idle: demoted
+        steps.push(Write(1, 7));
+        steps.extend(std::iter::repeat_n(Wait, 12)); // busy: promoted
+        steps.push(Read(0, 3));
+        steps.extend(std::iter::repeat_n(Wait, 3)); // still busy
+        steps.push(Drain(0));
+    }
+    steps.extend(std::iter::repeat_n(Wait, 12)); // idle again: demoted
+
+    let _serial = serial();
+    let model = run_model(&steps);
+    let mut poller = Poller::new(SuperpollBackend::with_config(common::churn()).unwrap());
+    let mut world = RealWorld::new();
+    let real = run(&steps, &mut world, &mut poller);
+    compare(&steps, &model, &real).unwrap();
+    let stats = poller.backend().stats();
+    assert!(stats.demotions >= 3, "{stats:?}");
+    assert!(stats.promotions >= 2, "{stats:?}");
+}

@@ -46,7 +46,9 @@
 //!   mask `POLLIN|POLLRDHUP` for readable, `POLLOUT` for writable (`POLLERR`
 //!   and `POLLHUP` are always reported by the kernel);
 //! - remove: `IORING_OP_ASYNC_CANCEL` by `user_data` (with
-//!   `IORING_ASYNC_CANCEL_ALL` where available), `IOSQE_CQE_SKIP_SUCCESS`.
+//!   `IORING_ASYNC_CANCEL_ALL` where available), `IOSQE_CQE_SKIP_SUCCESS`,
+//!   normally submitted by `forget` itself rather than by the next batch
+//!   ("Forget", below).
 //!   Cancellation is used rather than `IORING_OP_POLL_REMOVE` because a
 //!   remove can fail with `EALREADY` and leave the poll armed when it races
 //!   with the poll's own completion work (the kernel's `io_poll_disarm`
@@ -61,6 +63,34 @@
 //! whose final CQE (one without `IORING_CQE_F_MORE`) it has not seen yet, so
 //! that the `-ECANCELED` of a replaced poll is told apart from the end of the
 //! live one.
+//!
+//! ## Forget
+//!
+//! A removal is not left to the next batch: an armed poll holds a reference
+//! to the file, and the program may close the descriptor right after
+//! `forget`. [`Backend::forget_now`] queues the cancel SQE(s) of the
+//! registration, submits them (with anything else still queued) in one
+//! `io_uring_enter(GETEVENTS, min_complete = 0)`, and reaps the completion
+//! queue until every poll of the registration has posted its final CQE.
+//! The kernel posts that CQE from the cancelled poll's completion work,
+//! which runs on the thread that armed the poll (this one) before the enter
+//! returns, and frees the request, dropping its file reference, in the same
+//! step. If a wake-up of the poll raced with the cancel, that work may be
+//! queued a moment later: the backend then waits for it a little (at most
+//! 20 ms; it normally takes microseconds).
+//! The CQEs reaped on the way are handled as in a wait: the forgotten
+//! key's are dropped; other registrations' readiness sets their *possibly
+//! ready* flag, so the next wait reports them, once per the mode's rules;
+//! a refusal is kept for the next wait; a wake-up stays pending.
+//!
+//! **Forget on uring costs one `io_uring_enter` if the registration was
+//! armed**, and nothing if it was not (declared and forgotten between two
+//! waits, a regular file, whose poll ends at once, or a refused addition).
+//! It falls back to the batched removal (no syscall now; the next wait
+//! cancels the polls, and the file stays open until then) when the polls
+//! were armed by another thread than the calling one, whose task work alone
+//! can complete them (see "Threads" below), or if the submission fails or
+//! the completion is not seen within those 20 ms.
 //!
 //! ## Timeouts and the single syscall
 //!
@@ -89,7 +119,9 @@
 //! modifications, or 4096 additions) is submitted in chunks, one extra
 //! `io_uring_enter` per full submission queue: that is the one case in which
 //! a batch costs more than one `io_uring_enter`. CQ overflow (below) costs
-//! one more per flush.
+//! one more per flush. Removals are not part of the batch: **`forget` costs
+//! one `io_uring_enter` if the registration was armed** (above), plus the
+//! eventfd `read(2)` if it reaps a wake-up.
 //!
 //! # Kernel requirements
 //!
@@ -147,6 +179,12 @@
 //!   another thread. From then on a blocking wait no longer counts on the
 //!   cancels' completions (above): one whose batch cancels polls may end
 //!   early once, and the driver resumes it (one more `io_uring_enter`).
+//!   The old polls end, and let go of their files, only when the old thread
+//!   runs its task work: with `COOP_TASKRUN`, when it next passes through
+//!   the kernel (at once if it has exited; not while it is blocked). Until
+//!   their final CQEs are reaped, a `forget` of such a registration, like a
+//!   `forget` from another thread than the last waiting one, is left to the
+//!   next batch rather than waiting for the other thread.
 //! - **`EINTR`**: `io_uring_enter` submits before it waits, and reports an
 //!   interrupted wait as success when it submitted something. An error
 //!   therefore means nothing was consumed: the SQEs stay in the ring (the
@@ -154,23 +192,23 @@
 //!   so a change is neither lost nor applied twice. The error is returned
 //!   (`ErrorKind::Interrupted`); the driver retries with an empty batch.
 //!
-//! # Descriptors closed while registered: the file stays open
+//! # Descriptors closed while registered
 //!
 //! An armed poll holds a reference to the *file*, not the number (epoll and
-//! `poll(2)` hold none). Two consequences differ from the other backends:
-//! - `forget` then `close` before the next wait: the backend hears of the
-//!   `forget` only at that wait, which cancels the poll; until then the file
-//!   stays open, so a socket's peer sees no end of file and a pipe's writer
-//!   no `EPIPE` (`tests/file_lifetime.rs`). The event stream is not
-//!   affected (the driver drops the forgotten key's events). The testkit's
-//!   random conformance scenarios observe this through the peer's I/O,
-//!   which is why this crate's conformance test leaves out scenarios that
-//!   close a declared descriptor; every other scenario conforms.
+//! `poll(2)` hold none). So that this does not show:
+//! - `forget` then `close` closes the file at once, as with the other
+//!   backends: a socket's peer reads end of file and a pipe's writer gets
+//!   `EPIPE` right after the `close`, before any wait
+//!   (`tests/file_lifetime.rs`). `forget` does not wait for the next batch:
+//!   through [`Backend::forget_now`] it cancels the registration's polls
+//!   then and there (see "Forget" above).
 //! - `close` without `forget`: the file stays open until the registration
-//!   is forgotten (and the next wait runs), like a `dup`ed file in an epoll
-//!   set. The re-check looks at the *number*: a closed number is `POLLNVAL`
-//!   and the registration falls silent (it is not re-armed, so no error
-//!   event either); see SEMANTICS.md.
+//!   is forgotten, which then closes it at once; like a `dup`ed file in an
+//!   epoll set. Meanwhile the re-check looks at the *number*: a closed
+//!   number is `POLLNVAL` and the registration falls silent (it is not
+//!   re-armed, so no error event either). SEMANTICS.md leaves this case
+//!   unspecified, and the testkit's random scenarios perform no operation on
+//!   any descriptor while a closed one is still registered.
 //!
 //! # Example
 //!
@@ -206,7 +244,8 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use evmux_interest::{
-    Backend, Capabilities, Change, Interest, Key, Output, RawEvent, Ready, Rejection, Trigger, Wake,
+    Backend, Capabilities, Change, Interest, Key, Output, RawEvent, Ready, Rejection, Trigger,
+    Wake, Watch,
 };
 use evmux_sys::counter::{self, SyscallKind};
 use evmux_sys::eventfd::Notifier;
@@ -226,6 +265,12 @@ pub const CQ_ENTRIES: u32 = 4 * SQ_ENTRIES;
 /// `u32::MAX - 1`, which the driver cannot reach (its slot table would need
 /// 2^32 entries); `u64::MAX` is [`Key::WAKER`].
 const CANCEL_USER_DATA: u64 = u64::MAX - 1;
+
+/// How long `forget` waits, at most, for the cancelled polls of the
+/// registration to complete before it leaves the removal to the next batch.
+/// Only reached if the kernel's completion work for the cancel is delayed
+/// (it normally runs within the `io_uring_enter` that submits the cancel).
+const FORGET_PATIENCE: Duration = Duration::from_millis(20);
 
 /// Checks the fault seam and counts one syscall of `kind`, as `evmux-sys`'s
 /// wrappers do.
@@ -413,6 +458,14 @@ struct Reg {
     instances: u32,
     /// A CQE hinted at readiness, or the poll ended: re-check with `poll(2)`.
     hinted: bool,
+    /// Of `instances`, the polls cancelled by [`UringBackend::migrate`]: their
+    /// final CQE is posted by the thread that submitted them, whenever it
+    /// next runs its task work.
+    foreign: u32,
+    /// Forgotten by the driver ([`Backend::forget_now`]): its polls are
+    /// cancelled, its CQEs are only counted, and it is dropped once none is
+    /// left (or by the removal in the next batch).
+    forgetting: bool,
 }
 
 /// An SQE waiting for room in the submission queue.
@@ -487,6 +540,13 @@ pub struct QuirkStats {
     /// Possibly-ready registrations that the `poll(2)` re-check found not
     /// ready (a stale or spurious wake-up, or readiness that went away).
     pub filtered: u64,
+    /// `forget`s of an armed registration whose polls were cancelled, and
+    /// seen completed, at once (one `io_uring_enter` each).
+    pub forgotten_now: u64,
+    /// `forget`s of an armed registration left to the next batch instead:
+    /// the polls were armed by another thread, or the cancellation could not
+    /// be submitted or seen completed in time.
+    pub forget_deferred: u64,
 }
 
 /// The io_uring backend. See the crate documentation.
@@ -517,6 +577,8 @@ pub struct UringBackend {
     scratch: Vec<Key>,
     scratch2: Vec<Key>,
     stats: QuirkStats,
+    /// Refusals reaped by [`Backend::forget_now`], for the next wait.
+    early: Output,
     start: Instant,
 }
 
@@ -575,6 +637,7 @@ impl UringBackend {
             scratch: Vec::new(),
             scratch2: Vec::new(),
             stats: QuirkStats::default(),
+            early: Output::default(),
             start: Instant::now(),
         })
     }
@@ -604,6 +667,13 @@ impl UringBackend {
     #[doc(hidden)]
     pub fn setup_level(&self) -> u8 {
         self.level
+    }
+
+    /// How many CQEs the kernel has posted that the backend has not reaped
+    /// yet. For tests.
+    #[doc(hidden)]
+    pub fn unreaped_completions(&mut self) -> usize {
+        self.ring.completion().len()
     }
 
     /// The kernel quirks met so far. For tests.
@@ -736,6 +806,8 @@ impl UringBackend {
                     interest: watch.interest,
                     instances: 0,
                     hinted: false,
+                    foreign: 0,
+                    forgetting: false,
                 });
                 self.arm(c.key);
             }
@@ -746,15 +818,19 @@ impl UringBackend {
     /// The backend is used from another thread than the one that armed its
     /// polls: cancel them and arm them again from here.
     fn migrate(&mut self) {
+        // A registration being forgotten is removed by this very batch.
         let armed: Vec<(Key, u32)> = self
             .regs
             .iter()
             .flatten()
-            .filter(|r| r.instances > 0)
+            .filter(|r| r.instances > 0 && !r.forgetting)
             .map(|r| (r.key, r.instances))
             .collect();
         for (key, instances) in armed {
             self.cancel(key, instances);
+            if let Some(reg) = self.reg_mut(key) {
+                reg.foreign = instances;
+            }
             self.arm(key);
         }
         if let Some(instances) = self.waker.as_ref().map(|w| w.instances)
@@ -907,11 +983,27 @@ impl UringBackend {
             self.stats.stale += 1;
             return Ok(());
         };
+        if !more {
+            reg.instances = reg.instances.saturating_sub(1);
+            // Polls cancelled by a migration end with -ECANCELED. (So does
+            // the live poll when a later change cancels it too, so the count
+            // can reach 0 early; `forget_now` then waits for the remaining
+            // foreign poll at most FORGET_PATIENCE before it gives up.)
+            if res == -libc::ECANCELED {
+                reg.foreign = reg.foreign.saturating_sub(1);
+            }
+            reg.foreign = reg.foreign.min(reg.instances);
+        }
+        if reg.forgetting {
+            // Forgotten: readiness and the final CQEs of its cancelled polls
+            // are only counted.
+            self.stats.stale += 1;
+            return Ok(());
+        }
         if more {
             self.hint(key);
             return Ok(());
         }
-        reg.instances = reg.instances.saturating_sub(1);
         let instances = reg.instances;
         if res < 0 && res != -libc::ECANCELED {
             // A POLL_ADD the kernel refused (-EBADF for a closed number):
@@ -934,13 +1026,54 @@ impl UringBackend {
         Ok(())
     }
 
+    /// Submits the queued SQEs (ending with the cancels of `key`'s polls) and
+    /// reaps completions until every poll of `key` has posted its final CQE,
+    /// which the kernel does only after it let go of the request and so of
+    /// its file reference. Other keys' CQEs go into the registrations' state
+    /// as in any wait (readiness becomes the *possibly ready* flag, which the
+    /// next wait's re-check turns into events), refusals into `out`.
+    ///
+    /// One `io_uring_enter` with `GETEVENTS` and `min_complete = 0`
+    /// normally suffices: the cancel marks the poll cancelled and queues its
+    /// completion as task work for this thread, which the kernel runs before
+    /// the enter returns. If a wake-up of the poll raced with the cancel,
+    /// that task work may be queued a moment later; the loop then waits for
+    /// it, briefly. `Ok(false)`: not seen within [`FORGET_PATIENCE`].
+    fn reap_cancelled(&mut self, key: Key, out: &mut Output) -> io::Result<bool> {
+        let deadline = Instant::now() + FORGET_PATIENCE;
+        let mut first = true;
+        loop {
+            self.fill_sq()?;
+            let entered = if first {
+                first = false;
+                self.enter(0, None)
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                self.enter(1, Some(left.min(Duration::from_millis(1))))
+            };
+            self.drain(out)?;
+            match entered {
+                Ok(()) => {}
+                // Nothing was consumed: the SQEs go with the next enter.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if self.reg(key).is_none_or(|r| r.instances == 0) {
+                return Ok(true);
+            }
+        }
+    }
+
     /// The `poll(2)` re-check of the possibly-ready registrations.
     fn check(&mut self, out: &mut Output, max_events: usize) -> io::Result<()> {
         let regs = &self.regs;
         self.hinted.retain(|k| {
             regs.get(k.index() as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|r| r.key == *k && r.hinted)
+                .is_some_and(|r| r.key == *k && r.hinted && !r.forgetting)
         });
         if self.hinted.is_empty() {
             return Ok(());
@@ -1014,6 +1147,8 @@ impl Backend for UringBackend {
         timeout: Option<Duration>,
     ) -> io::Result<()> {
         let max_events = max_events.max(1);
+        // Refusals met while a `forget` reaped completions.
+        out.rejected.append(&mut self.early.rejected);
         let backlog = !self.pending.is_empty();
         let me = thread::current().id();
         match self.owner {
@@ -1050,7 +1185,8 @@ impl Backend for UringBackend {
             .iter()
             .any(|&k| self.reg(k).is_some_and(|r| r.hinted));
         let waker_pending = self.waker.as_ref().is_some_and(|w| w.pending);
-        let min_complete = if hinted_live || waker_pending || timeout == Some(Duration::ZERO) {
+        let must_not_block = hinted_live || waker_pending || !out.rejected.is_empty();
+        let min_complete = if must_not_block || timeout == Some(Duration::ZERO) {
             0
         } else if self.same_thread && !flushed && !backlog {
             u32::try_from(1 + cancels).unwrap_or(u32::MAX)
@@ -1092,6 +1228,60 @@ impl Backend for UringBackend {
 
     fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// Cancels the registration's polls now and reaps their final CQEs, so
+    /// that the kernel has dropped its reference to the file when this
+    /// returns `true` (see the crate docs, "Forget"). Costs one
+    /// `io_uring_enter` when a poll is armed, nothing otherwise.
+    fn forget_now(&mut self, fd: RawFd, key: Key, old: Watch) -> bool {
+        let _ = (fd, old);
+        // A refusal reaped by an earlier `forget` must not outlive it.
+        self.early.rejected.retain(|r| r.key != key);
+        let idx = key.index() as usize;
+        let Some(reg) = self.regs.get(idx).copied().flatten() else {
+            // Nothing in the kernel (a refused addition): nothing to do.
+            return true;
+        };
+        if reg.key != key {
+            // Defensive: another generation holds the slot; let the batch's
+            // removal sort it out.
+            return false;
+        }
+        if reg.instances == 0 {
+            // No poll armed (a regular file's ended at once, or it is
+            // waiting to be re-armed): no file reference, no syscall.
+            self.regs[idx] = None;
+            return true;
+        }
+        if self.owner != Some(thread::current().id()) || reg.foreign > 0 || reg.forgetting {
+            // A poll's final CQE is posted by the thread that armed it, when
+            // that thread next runs its task work: this thread cannot make
+            // it complete.
+            self.stats.forget_deferred += 1;
+            return false;
+        }
+        if let Some(r) = self.reg_mut(key) {
+            r.forgetting = true;
+        }
+        self.cancel(key, reg.instances);
+        let mut early = std::mem::take(&mut self.early);
+        let done = self.reap_cancelled(key, &mut early);
+        self.early = early;
+        match done {
+            Ok(true) => {
+                self.stats.forgotten_now += 1;
+                self.regs[idx] = None;
+                true
+            }
+            // Still `forgetting` (its CQEs are only counted): the removal in
+            // the next batch cancels again, harmlessly if nothing is left,
+            // and drops it.
+            Ok(false) | Err(_) => {
+                self.stats.forget_deferred += 1;
+                false
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! What a wait costs: one io_uring_enter for a whole batch of changes, and
 //! the paths that cost more (a batch larger than the submission queue, CQ
-//! overflow). Also: the backend moving between threads.
+//! overflow). What a `forget` costs: one io_uring_enter if the registration
+//! was armed, nothing otherwise. Also: the backend moving between threads.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -52,14 +53,43 @@ fn batch_of(n: usize) {
     let (got, enters) = counted(&mut p, 1000);
     assert_eq!((got, enters), (n, 1), "modifications, n = {n}");
     assert_eq!(p.backend().armed_polls(), n as u64);
-    // n removals: one enter.
+    // n pending changes again (back to readable), then n removals of armed
+    // registrations: each forget cancels its poll at once, one enter each
+    // (and nothing else), and leaves nothing for the wait.
+    for (i, (a, _)) in socks.iter().enumerate() {
+        p.declare_interest(a.as_raw_fd(), Token(i), Interest::READABLE, Mode::Level)
+            .unwrap();
+    }
+    let (got, enters) = counted(&mut p, 64);
+    assert_eq!((got, enters), (0, 1), "modifications back, n = {n}");
+    assert_eq!(p.backend().armed_polls(), n as u64);
+    for i in 0..n {
+        let before = counter::snapshot();
+        p.forget(Token(i)).unwrap();
+        let delta = counter::snapshot() - before;
+        assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "forget, n = {n}");
+        assert_eq!(delta.total(), 1, "{delta:?}");
+    }
+    assert_eq!(p.backend().armed_polls(), 0);
+    assert_eq!(p.backend().registrations(), 0);
+    let stats = p.backend().quirk_stats();
+    assert_eq!((stats.forgotten_now, stats.forget_deferred), (n as u64, 0));
+    let (got, enters) = counted(&mut p, 64);
+    assert_eq!((got, enters), (0, 1), "after removals, n = {n}");
+    // n additions and n forgets before any wait: nothing reached the
+    // kernel, so the forgets cost nothing and the wait one enter.
+    for (i, (a, _)) in socks.iter().enumerate() {
+        p.declare_interest(a.as_raw_fd(), Token(i), Interest::READABLE, Mode::Level)
+            .unwrap();
+    }
+    let before = counter::snapshot();
     for i in 0..n {
         p.forget(Token(i)).unwrap();
     }
+    assert_eq!((counter::snapshot() - before).total(), 0);
     let (got, enters) = counted(&mut p, 64);
-    assert_eq!((got, enters), (0, 1), "removals, n = {n}");
+    assert_eq!((got, enters), (0, 1), "cancelled out, n = {n}");
     assert_eq!(p.backend().armed_polls(), 0);
-    assert_eq!(p.backend().registrations(), 0);
 }
 
 #[test]
@@ -75,6 +105,115 @@ fn ten_changes_are_one_enter() {
 #[test]
 fn a_thousand_changes_are_one_enter() {
     batch_of(1000);
+}
+
+/// The syscalls `forget(token)` makes.
+fn forget_counted(p: &mut Poller<UringBackend>, token: usize) -> evmux_sys::counter::Counts {
+    let before = counter::snapshot();
+    p.forget(Token(token)).unwrap();
+    counter::snapshot() - before
+}
+
+#[test]
+fn forget_costs_one_enter_if_the_registration_was_armed() {
+    let mut p = poller();
+    let (a, _b) = fd::socketpair_stream().unwrap();
+    let (r, w) = fd::pipe().unwrap();
+    let file = fd::open_tmp_regular_file().unwrap();
+    p.declare_interest(a.as_raw_fd(), Token(1), Interest::BOTH, Mode::Level)
+        .unwrap();
+    p.declare_interest(r.as_raw_fd(), Token(2), Interest::READABLE, Mode::Edge)
+        .unwrap();
+    p.declare_interest(file.as_raw_fd(), Token(3), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert_eq!(tokens(&wait(&mut p)), [Token(1), Token(3)]);
+    assert_eq!(
+        p.backend().armed_polls(),
+        2,
+        "a regular file's poll ends at once"
+    );
+    // Armed: one enter, nothing else.
+    let delta = forget_counted(&mut p, 1);
+    assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "{delta:?}");
+    assert_eq!(delta.total(), 1, "{delta:?}");
+    // A regular file: no poll armed, nothing to cancel.
+    let delta = forget_counted(&mut p, 3);
+    assert_eq!(delta.total(), 0, "{delta:?}");
+    // An edge registration whose direction was reported (and so disarmed)
+    // since its last wait: the kernel still has its poll until the next
+    // batch narrows the watch, so the forget cancels it.
+    fd::write(&w, b"x").unwrap();
+    assert_eq!(tokens(&wait(&mut p)), [Token(2)]);
+    let delta = forget_counted(&mut p, 2);
+    assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "{delta:?}");
+    assert_eq!(p.backend().armed_polls(), 0);
+    assert_eq!(p.backend().registrations(), 0);
+    // The wait after: one enter, no change left.
+    let before = counter::snapshot();
+    assert!(wait(&mut p).is_empty());
+    let delta = counter::snapshot() - before;
+    assert_eq!(delta.total(), 1, "{delta:?}");
+    let stats = p.backend().quirk_stats();
+    assert_eq!((stats.forgotten_now, stats.forget_deferred), (2, 0));
+}
+
+#[test]
+fn forget_from_another_thread_leaves_the_removal_to_the_next_wait() {
+    // The armed poll's completion runs on the thread that armed it, which
+    // is blocked (in join): the forget cannot complete the cancellation
+    // and does not try; the next wait removes the registration.
+    let mut p = poller();
+    let (r, w) = fd::pipe().unwrap();
+    let (r2, w2) = fd::pipe().unwrap();
+    p.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    p.declare_interest(r2.as_raw_fd(), Token(2), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert!(wait(&mut p).is_empty());
+    let p = std::thread::spawn(move || {
+        let mut p = p;
+        // Let the first thread reach its join.
+        std::thread::sleep(Duration::from_millis(20));
+        let delta = forget_counted(&mut p, 1);
+        assert_eq!(delta.total(), 0, "{delta:?}");
+        assert_eq!(p.backend().quirk_stats().forget_deferred, 1);
+        fd::write(&w, b"x").unwrap();
+        assert!(wait(&mut p).is_empty());
+        assert_eq!(p.backend().registrations(), 1);
+        // Token 2 was armed before the move too, and its old poll was
+        // cancelled by the move: that poll completes only when the first
+        // thread runs its task work, which it does not while blocked. Then
+        // the forget is deferred as well, without waiting (no enter). If
+        // the first thread did get to run it (it was not blocked yet), the
+        // forget is immediate: one enter.
+        let stats = p.backend().quirk_stats();
+        let delta = forget_counted(&mut p, 2);
+        let after = p.backend().quirk_stats();
+        match delta.get(SyscallKind::IoUringEnter) {
+            0 => assert_eq!(after.forget_deferred, stats.forget_deferred + 1),
+            1 => assert_eq!(after.forgotten_now, stats.forgotten_now + 1),
+            n => panic!("{n} enters: {delta:?}"),
+        }
+        assert!(wait(&mut p).is_empty());
+        assert_eq!(p.backend().registrations(), 0);
+        drop(w2);
+        p
+    })
+    .join()
+    .unwrap();
+    let mut p = p;
+    assert!(wait(&mut p).is_empty());
+    assert_eq!(p.backend().armed_polls(), 0);
+    drop(r2);
+    // Armed from this thread again: the forget is immediate.
+    p.declare_interest(r.as_raw_fd(), Token(3), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert_eq!(tokens(&wait(&mut p)), [Token(3)]);
+    let stats = p.backend().quirk_stats();
+    let delta = forget_counted(&mut p, 3);
+    assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "{delta:?}");
+    let after = p.backend().quirk_stats();
+    assert_eq!(after.forgotten_now, stats.forgotten_now + 1);
 }
 
 #[test]
