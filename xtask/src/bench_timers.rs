@@ -35,12 +35,35 @@
 //! `insert_expire` (the heap first drops the tombstones `insert_cancel` left
 //! behind, untimed, so that both workloads start from the same state).
 //!
+//! # Whole periods
+//!
+//! Both workloads have periodic costs that are large but rare, and a timed
+//! window that covers only part of a period would leave them out (or count
+//! them more than once) depending on where it ends. So each window runs at
+//! least `ops` ops, rounded up to a whole number of periods (see
+//! [`timed_ops`]); every structure runs exactly the same ops:
+//!
+//! - `insert_cancel`: the heap compacts its tombstones every
+//!   `pending + HEAP_SLACK + 1` ops (an O(pending) rebuild), so the window
+//!   is a whole number of such cycles.
+//! - `insert_expire`: the window is a whole number of *spans* of `near` ops,
+//!   in which the clock moves by exactly `SPAN` and every pending near timer
+//!   is replaced once. Cost varies a lot within a span: the wheel cascades
+//!   a level-3 slot (a quarter of all timers) every `2^18` ms, and the heap
+//!   pays more at the start of a span than at its end. The pre-filled wheel
+//!   is already in its steady state (where a timer sits depends only on its
+//!   deadline and the clock), so a whole span from it does exactly the
+//!   steady state's cascading work. At 10M pending a span is ~10M ops.
+//!
 //! # Rounds
 //!
 //! Every round builds and measures the wheel, the heap and the tree in turn
 //! (so slow drift of the machine affects all three alike), freeing each
-//! before building the next. The reported `ns_per_op` is the median over
-//! rounds, with the minimum and maximum alongside.
+//! before building the next; which of them goes first rotates from round to
+//! round. Each round goes through every pending count, so a noisy stretch
+//! does not land on all rounds of one pending count. The reported
+//! `ns_per_op` is the median over rounds, with the minimum and maximum
+//! alongside.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -55,21 +78,27 @@ const SPAN: u64 = 1 << 20;
 const NEAR_MASK: u64 = (1 << 16) - 1;
 /// Far timers are at `FAR + random(FAR)` ms: never reached by a run.
 const FAR: u64 = 1 << 40;
+/// The heap compacts when its tombstones outnumber its live timers by more
+/// than this.
+const HEAP_SLACK: usize = 1024;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct TimerBenchOpts {
     /// The numbers of pending timers to measure at.
     pub pendings: Vec<usize>,
-    /// Timed operations per workload, structure and round.
+    /// Timed operations per workload, structure and round, at least: rounded
+    /// up to whole periods of the workload (see [`timed_ops`]).
     pub ops: usize,
     /// Rounds; the median is reported.
     pub rounds: usize,
 }
 
 impl TimerBenchOpts {
-    /// 1k, 100k, 1M and 10M pending; 1M ops; 7 rounds (about a minute in
-    /// release mode; about 500 MB peak memory, at 10M pending).
+    /// 1k, 100k, 1M and 10M pending; at least 1M ops; 7 rounds (about two
+    /// minutes in release mode, mostly the heap and the tree at 10M
+    /// pending, where whole periods are ~10M ops; about 1 GB peak memory,
+    /// at 10M pending).
     pub fn full() -> Self {
         TimerBenchOpts {
             pendings: vec![1_000, 100_000, 1_000_000, 10_000_000],
@@ -78,8 +107,8 @@ impl TimerBenchOpts {
         }
     }
 
-    /// 1k, 100k and 1M pending; 200k ops; 5 rounds (a few seconds in
-    /// release mode).
+    /// 1k, 100k and 1M pending; at least 200k ops; 5 rounds (10 to 20
+    /// seconds in release mode).
     pub fn quick() -> Self {
         TimerBenchOpts {
             pendings: vec![1_000, 100_000, 1_000_000],
@@ -98,6 +127,8 @@ pub struct TimerResult {
     pub workload: &'static str,
     /// Timers pending while measuring.
     pub pending: usize,
+    /// Timed ops per round (`opts.ops` rounded up to whole periods).
+    pub ops: usize,
     /// Median over rounds, in ns per op.
     pub ns_per_op: f64,
     /// Fastest round, in ns per op.
@@ -109,23 +140,46 @@ pub struct TimerResult {
 const STRUCTURES: [&str; 3] = ["wheel", "binary_heap", "btree_map"];
 const WORKLOADS: [&str; 2] = ["insert_cancel", "insert_expire"];
 
+/// The numbers of timed ops `[insert_cancel, insert_expire]` at `pending`
+/// timers when at least `ops` are asked for: rounded up to whole periods
+/// (see the module docs).
+pub fn timed_ops(pending: usize, ops: usize) -> [usize; 2] {
+    let pending = pending.max(2);
+    let ops = ops.max(1);
+    let near = pending - pending / 64;
+    [
+        ops.next_multiple_of(pending + HEAP_SLACK + 1),
+        ops.next_multiple_of(near),
+    ]
+}
+
 /// Runs every workload on every structure at every pending count.
 /// `progress` receives one line per pending count and round.
 pub fn run(opts: &TimerBenchOpts, progress: &mut dyn FnMut(&str)) -> Vec<TimerResult> {
     let rounds = opts.rounds.max(1);
-    let ops = opts.ops.max(1);
-    let mut results = Vec::new();
-    for &pending in &opts.pendings {
-        let pending = pending.max(2);
-        // samples[structure][workload] = ns per op, one per round.
-        let mut samples: [[Vec<f64>; 2]; 3] = Default::default();
-        for round in 0..rounds {
-            let seed = 0x9E37_79B9_7F4A_7C15 ^ (round as u64 + 1);
-            let outcomes = [
-                measure::<WheelTimers>(pending, ops, seed),
-                measure::<HeapTimers>(pending, ops, seed),
-                measure::<BTreeTimers>(pending, ops, seed),
-            ];
+    let pendings: Vec<usize> = opts.pendings.iter().map(|&p| p.max(2)).collect();
+    // samples[pending][structure][workload] = ns per op, one per round.
+    let mut samples: Vec<[[Vec<f64>; 2]; 3]> = vec![Default::default(); pendings.len()];
+    // Rounds are the outer loop, so that a stretch of noise (another
+    // process, frequency changes) hits every pending count alike instead of
+    // all rounds of one, which would skew the flatness ratios.
+    for round in 0..rounds {
+        let seed = 0x9E37_79B9_7F4A_7C15 ^ (round as u64 + 1);
+        for (&pending, samples) in pendings.iter().zip(&mut samples) {
+            let ops = timed_ops(pending, opts.ops);
+            // Interleaved: each round measures all three, and which goes
+            // first rotates, so neither drift nor the allocator state left
+            // by the previous subject favours one structure.
+            let mut outcomes: [Option<Outcome>; 3] = [None, None, None];
+            for k in 0..3 {
+                let s = (round + k) % 3;
+                outcomes[s] = Some(match s {
+                    0 => measure::<WheelTimers>(pending, ops, seed),
+                    1 => measure::<HeapTimers>(pending, ops, seed),
+                    _ => measure::<BTreeTimers>(pending, ops, seed),
+                });
+            }
+            let outcomes = outcomes.map(|o| o.expect("every structure was measured"));
             // All three must have done exactly the same work.
             for o in &outcomes[1..] {
                 assert_eq!(
@@ -139,7 +193,7 @@ pub fn run(opts: &TimerBenchOpts, progress: &mut dyn FnMut(&str)) -> Vec<TimerRe
                 }
             }
             progress(&format!(
-                "timers: pending {pending} round {}/{rounds}: insert_cancel {:.1}/{:.1}/{:.1} ns, \
+                "timers: round {}/{rounds} pending {pending}: insert_cancel {:.1}/{:.1}/{:.1} ns, \
                  insert_expire {:.1}/{:.1}/{:.1} ns (wheel/binary_heap/btree_map)",
                 round + 1,
                 outcomes[0].ns[0],
@@ -150,6 +204,10 @@ pub fn run(opts: &TimerBenchOpts, progress: &mut dyn FnMut(&str)) -> Vec<TimerRe
                 outcomes[2].ns[1],
             ));
         }
+    }
+    let mut results = Vec::new();
+    for (&pending, samples) in pendings.iter().zip(&mut samples) {
+        let ops = timed_ops(pending, opts.ops);
         for (w, &workload) in WORKLOADS.iter().enumerate() {
             for (s, &structure) in STRUCTURES.iter().enumerate() {
                 let v = &mut samples[s][w];
@@ -158,6 +216,7 @@ pub fn run(opts: &TimerBenchOpts, progress: &mut dyn FnMut(&str)) -> Vec<TimerRe
                     structure,
                     workload,
                     pending,
+                    ops: ops[w],
                     ns_per_op: median(v),
                     min_ns: v[0],
                     max_ns: v[v.len() - 1],
@@ -212,8 +271,9 @@ fn near_deadline(j: usize, near: usize) -> u64 {
     (j as u64 + 1) * SPAN / near as u64
 }
 
-/// Builds one structure, runs both workloads on it and frees it.
-fn measure<S: Timers>(pending: usize, ops: usize, seed: u64) -> Outcome {
+/// Builds one structure, runs both workloads on it (`ops` =
+/// `[insert_cancel, insert_expire]` ops, from [`timed_ops`]) and frees it.
+fn measure<S: Timers>(pending: usize, ops: [usize; 2], seed: u64) -> Outcome {
     let far_count = pending / 64;
     let near = pending - far_count;
     let mut timers = S::with_capacity(pending + pending / 8 + 64);
@@ -235,7 +295,7 @@ fn measure<S: Timers>(pending: usize, ops: usize, seed: u64) -> Outcome {
     // insert_cancel: the clock stays at 0.
     let mut sum = 0u64;
     let start = Instant::now();
-    for i in 0..ops {
+    for i in 0..ops[0] {
         let deadline = 1 + (rng.next() & NEAR_MASK);
         let handle = timers.insert(black_box(deadline), i as u64);
         sum = sum.wrapping_add(timers.cancel(black_box(handle)));
@@ -248,7 +308,7 @@ fn measure<S: Timers>(pending: usize, ops: usize, seed: u64) -> Outcome {
     // insert_expire: one insert and, on average, one expiry per op.
     let mut sum = 0u64;
     let start = Instant::now();
-    for i in 0..ops {
+    for i in 0..ops[1] {
         let j = near + i;
         timers.insert(black_box(near_deadline(j, near)), j as u64);
         sum = sum.wrapping_add(timers.expire(black_box(near_deadline(i, near))));
@@ -259,8 +319,8 @@ fn measure<S: Timers>(pending: usize, ops: usize, seed: u64) -> Outcome {
     drop(timers);
     Outcome {
         ns: [
-            insert_cancel.as_nanos() as f64 / ops as f64,
-            insert_expire.as_nanos() as f64 / ops as f64,
+            insert_cancel.as_nanos() as f64 / ops[0] as f64,
+            insert_expire.as_nanos() as f64 / ops[1] as f64,
         ],
         checksums: [cancel_sum, expire_sum],
     }
@@ -379,7 +439,10 @@ impl Timers for HeapTimers {
 
     fn with_capacity(capacity: usize) -> Self {
         HeapTimers {
-            heap: BinaryHeap::with_capacity(capacity),
+            // Room for the tombstones too (at most `live + HEAP_SLACK + 1`),
+            // so that, like the wheel's slab, the heap never grows while
+            // timed.
+            heap: BinaryHeap::with_capacity(2 * capacity + HEAP_SLACK + 1),
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
             seq: 0,
@@ -423,7 +486,7 @@ impl Timers for HeapTimers {
         );
         let value = self.release(slot);
         self.tombstones += 1;
-        if self.tombstones > self.live + 1024 {
+        if self.tombstones > self.live + HEAP_SLACK {
             self.compact();
         }
         value

@@ -4,6 +4,10 @@
 //!   hand-written scenario and the property test, on every backend, against
 //!   the reference model. Prints a category × backend matrix and a closing
 //!   `N passed, M failed` line; exits non-zero if anything failed.
+//! - `cargo xtask bench timers [--quick] [--json]`: the timer wheel against
+//!   a `BinaryHeap` and a `BTreeMap` (see `bench_timers`). Prints a table
+//!   per workload, flatness per structure and the wheel-vs-heap ratio at 1M
+//!   pending (or JSON with `--json`); progress goes to stderr.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -11,8 +15,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use evmux_testkit::conformance::{self, BackendReport};
 
+mod bench_timers;
 mod json;
 
+use bench_timers::{TimerBenchOpts, TimerResult};
 use json::Json;
 
 const USAGE: &str = "\
@@ -22,7 +28,15 @@ commands:
   conformance [--backend NAME] [--cases N] [--json]
       Run every scenario and N property-test cases (default 256, or
       EVMUX_PROPTEST_CASES) on every backend, or only NAME, against the model.
+  bench timers [--quick] [--json]
+      Benchmark the timer wheel against a BinaryHeap (lazy cancel) and a
+      BTreeMap: insert+cancel and insert+expire at 1k, 100k, 1M and 10M
+      pending (--quick: 1k, 100k and 1M, fewer ops and rounds; seconds
+      instead of minutes). Run it in release mode (`cargo xtask` does).
 ";
+
+/// Benchmarks `cargo xtask bench` knows.
+const BENCHES: &[&str] = &["timers"];
 
 fn main() -> ExitCode {
     match real_main() {
@@ -43,6 +57,7 @@ fn real_main() -> Result<ExitCode> {
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
         "conformance" => conformance_cmd(&rest),
+        "bench" => bench_cmd(&rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -240,4 +255,356 @@ fn to_json(reports: &[BackendReport]) -> Json {
         })
         .collect();
     Json::obj([("backends", Json::Arr(backends))])
+}
+
+fn bench_cmd(args: &[String]) -> Result<ExitCode> {
+    let Some((which, rest)) = args.split_first() else {
+        bail!(
+            "`bench` needs a benchmark name; valid names: {}\n{USAGE}",
+            BENCHES.join(", ")
+        );
+    };
+    match which.as_str() {
+        "timers" => bench_timers_cmd(rest),
+        other => bail!(
+            "unknown benchmark `{other}`; valid names: {}\n{USAGE}",
+            BENCHES.join(", ")
+        ),
+    }
+}
+
+/// The pending count the wheel-vs-heap ratio is reported at.
+const HEAD_TO_HEAD_PENDING: usize = 1_000_000;
+
+fn bench_timers_cmd(args: &[String]) -> Result<ExitCode> {
+    let mut flags = Flags::new(args);
+    let json = flags.flag("--json");
+    let quick = flags.flag("--quick");
+    flags.finish()?;
+
+    let opts = if quick {
+        TimerBenchOpts::quick()
+    } else {
+        TimerBenchOpts::full()
+    };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: debug build; timings are meaningless (use `cargo xtask`, which builds in release mode)"
+        );
+    }
+    let results = bench_timers::run(&opts, &mut |line| eprintln!("{line}"));
+    let report = TimerReport::new(&results);
+
+    if json {
+        println!("{}", report.to_json().render());
+    } else {
+        report.print(&opts);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Structure names as printed in the human table.
+fn structure_label(structure: &str) -> &str {
+    match structure {
+        "wheel" => "TimerWheel",
+        "binary_heap" => "BinaryHeap",
+        "btree_map" => "BTreeMap",
+        other => other,
+    }
+}
+
+/// `1000` → `1k`, `1000000` → `1M`.
+fn pending_label(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Rounds to 0.01 (ns, or a ratio) for the JSON report.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Flatness of one structure on one workload.
+struct Flatness<'a> {
+    structure: &'static str,
+    workload: &'static str,
+    from: &'a TimerResult,
+    to: &'a TimerResult,
+}
+
+impl Flatness<'_> {
+    /// Cost at the largest pending count / cost at the smallest.
+    fn ratio(&self) -> f64 {
+        self.to.ns_per_op / self.from.ns_per_op
+    }
+}
+
+/// The benchmark results plus what is derived from them.
+struct TimerReport<'a> {
+    results: &'a [TimerResult],
+    /// Workloads in the order measured.
+    workloads: Vec<&'static str>,
+    /// Structures in the order measured.
+    structures: Vec<&'static str>,
+    /// Pending counts, ascending.
+    pendings: Vec<usize>,
+    flatness: Vec<Flatness<'a>>,
+    /// Per workload: heap median / wheel median at 1M pending.
+    wheel_vs_heap: Vec<(&'static str, f64)>,
+}
+
+impl<'a> TimerReport<'a> {
+    fn new(results: &'a [TimerResult]) -> Self {
+        fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
+            if !v.contains(&x) {
+                v.push(x);
+            }
+        }
+        let mut workloads = Vec::new();
+        let mut structures = Vec::new();
+        let mut pendings = Vec::new();
+        for r in results {
+            push_unique(&mut workloads, r.workload);
+            push_unique(&mut structures, r.structure);
+            push_unique(&mut pendings, r.pending);
+        }
+        pendings.sort_unstable();
+        let find = |structure: &str, workload: &str, pending: usize| {
+            results.iter().find(|r| {
+                r.structure == structure && r.workload == workload && r.pending == pending
+            })
+        };
+
+        let mut flatness = Vec::new();
+        if let (Some(&lo), Some(&hi)) = (pendings.first(), pendings.last())
+            && lo != hi
+        {
+            for &structure in &structures {
+                for &workload in &workloads {
+                    if let (Some(from), Some(to)) =
+                        (find(structure, workload, lo), find(structure, workload, hi))
+                    {
+                        flatness.push(Flatness {
+                            structure,
+                            workload,
+                            from,
+                            to,
+                        });
+                    }
+                }
+            }
+        }
+
+        let wheel_vs_heap = workloads
+            .iter()
+            .filter_map(|&workload| {
+                let wheel = find("wheel", workload, HEAD_TO_HEAD_PENDING)?;
+                let heap = find("binary_heap", workload, HEAD_TO_HEAD_PENDING)?;
+                Some((workload, heap.ns_per_op / wheel.ns_per_op))
+            })
+            .collect();
+
+        TimerReport {
+            results,
+            workloads,
+            structures,
+            pendings,
+            flatness,
+            wheel_vs_heap,
+        }
+    }
+
+    fn print(&self, opts: &TimerBenchOpts) {
+        let find = |structure: &str, workload: &str, pending: usize| {
+            self.results.iter().find(|r| {
+                r.structure == structure && r.workload == workload && r.pending == pending
+            })
+        };
+        let name_width = self
+            .structures
+            .iter()
+            .map(|s| structure_label(s).len())
+            .max()
+            .unwrap_or(0)
+            .max("structure".len());
+        let cells: Vec<Vec<Vec<String>>> = self
+            .workloads
+            .iter()
+            .map(|&w| {
+                self.structures
+                    .iter()
+                    .map(|&s| {
+                        self.pendings
+                            .iter()
+                            .map(|&p| match find(s, w, p) {
+                                Some(r) => {
+                                    format!("{:.1} ({:.1}–{:.1})", r.ns_per_op, r.min_ns, r.max_ns)
+                                }
+                                None => "-".to_string(),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let cell_width = cells
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+
+        for (w, &workload) in self.workloads.iter().enumerate() {
+            if w > 0 {
+                println!();
+            }
+            println!("{workload}: median ns/op (min–max over rounds)");
+            print!("{:name_width$}", "structure");
+            for &p in &self.pendings {
+                print!("  {:>cell_width$}", format!("{} pending", pending_label(p)));
+            }
+            println!();
+            for (s, &structure) in self.structures.iter().enumerate() {
+                print!("{:name_width$}", structure_label(structure));
+                for cell in &cells[w][s] {
+                    // `{:>width$}` counts chars, and `–` is one.
+                    print!("  {cell:>cell_width$}");
+                }
+                println!();
+            }
+        }
+
+        if let (Some(&lo), Some(&hi)) = (self.pendings.first(), self.pendings.last())
+            && !self.flatness.is_empty()
+        {
+            println!(
+                "\nflatness (median ns/op at {} pending / at {} pending; 1.00 = flat):",
+                pending_label(hi),
+                pending_label(lo)
+            );
+            for &structure in &self.structures {
+                let parts: Vec<String> = self
+                    .flatness
+                    .iter()
+                    .filter(|f| f.structure == structure)
+                    .map(|f| {
+                        format!(
+                            "{} {:.2} ({:.1} → {:.1} ns)",
+                            f.workload,
+                            f.ratio(),
+                            f.from.ns_per_op,
+                            f.to.ns_per_op
+                        )
+                    })
+                    .collect();
+                println!(
+                    "  {:name_width$}  {}",
+                    structure_label(structure),
+                    parts.join(", ")
+                );
+            }
+        }
+
+        println!();
+        for &(workload, ratio) in &self.wheel_vs_heap {
+            let note = if ratio < 1.0 {
+                " (wheel is slower)"
+            } else {
+                ""
+            };
+            println!(
+                "wheel vs BinaryHeap at {} pending: {workload} {ratio:.2}x faster{note}",
+                pending_label(HEAD_TO_HEAD_PENDING)
+            );
+        }
+        if self.wheel_vs_heap.is_empty() {
+            println!(
+                "wheel vs BinaryHeap: not measured at {} pending",
+                pending_label(HEAD_TO_HEAD_PENDING)
+            );
+        }
+
+        let ops_range = |w: &str| {
+            let ops = self
+                .results
+                .iter()
+                .filter(|r| r.workload == w)
+                .map(|r| r.ops);
+            (ops.clone().min().unwrap_or(0), ops.max().unwrap_or(0))
+        };
+        let ops_note: Vec<String> = self
+            .workloads
+            .iter()
+            .map(|&w| {
+                let (lo, hi) = ops_range(w);
+                format!("{w} {lo}–{hi}")
+            })
+            .collect();
+        println!(
+            "\nmeasured: median of {} rounds; per round, structure and pending count at least {} \
+             timed ops, rounded up to whole periods of the workload ({} ops; see \
+             xtask/src/bench_timers.rs); {} build; subjects interleaved (each round goes through \
+             every pending count and at each builds and measures every structure in turn, \
+             rotating which goes first); pre-fill untimed.",
+            opts.rounds,
+            opts.ops,
+            ops_note.join(", "),
+            if cfg!(debug_assertions) {
+                "DEBUG (timings meaningless)"
+            } else {
+                "release"
+            },
+        );
+    }
+
+    fn to_json(&self) -> Json {
+        let timers = self
+            .results
+            .iter()
+            .map(|r| {
+                Json::obj([
+                    ("structure", Json::Str(r.structure.to_string())),
+                    ("workload", Json::Str(r.workload.to_string())),
+                    ("pending", Json::Int(r.pending as i64)),
+                    ("ops", Json::Int(r.ops as i64)),
+                    ("ns_per_op", Json::Num(round2(r.ns_per_op))),
+                    ("min_ns", Json::Num(round2(r.min_ns))),
+                    ("max_ns", Json::Num(round2(r.max_ns))),
+                ])
+            })
+            .collect();
+        let flatness = self
+            .flatness
+            .iter()
+            .map(|f| {
+                Json::obj([
+                    ("structure", Json::Str(f.structure.to_string())),
+                    ("workload", Json::Str(f.workload.to_string())),
+                    ("ratio", Json::Num(round2(f.ratio()))),
+                ])
+            })
+            .collect();
+        let wheel_vs_heap = self
+            .wheel_vs_heap
+            .iter()
+            .map(|&(workload, ratio)| {
+                Json::obj([
+                    ("workload", Json::Str(workload.to_string())),
+                    ("ratio", Json::Num(round2(ratio))),
+                ])
+            })
+            .collect();
+        Json::obj([
+            ("timers", Json::Arr(timers)),
+            ("flatness", Json::Arr(flatness)),
+            ("wheel_vs_heap_1m", Json::Arr(wheel_vs_heap)),
+        ])
+    }
 }

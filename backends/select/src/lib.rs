@@ -39,47 +39,66 @@
 //!   `POLLOUT` for a watched write direction, as the poll backend asks) gives
 //!   the exact masks, and those are reported, limited to
 //!   [`Ready::reportable`] of the watched interest. An entry whose mask
-//!   holds nothing reportable is skipped. Syscalls per wait:
+//!   holds nothing reportable is skipped. `select` reporting *more* than
+//!   poll (`RDBAND` or `WRBAND` alone, unread input on a write-only watch,
+//!   below) costs nothing but the check, and the exact wait when nothing
+//!   else is ready.
+//! - **Hang-ups on write-only watches: the read-bitmap probe.** `poll(2)`
+//!   reports `HUP` and `ERR` to every watch; `select(2)` only through the
+//!   bitmap whose set contains the bit, and the write set has no `HUP`. A
+//!   descriptor whose mask is `HUP` without `OUT` and without `ERR` is in no
+//!   write set, yet poll reports it to a write watch
+//!   (`writable|write_closed`). On Linux this happens for the read end of a
+//!   pipe or FIFO watched for writing once every writer is gone; a stream
+//!   socket whose send buffer is full when it is shut down both ways
+//!   (`shutdown` by both ends); a listening Unix socket shut down; some
+//!   character devices. So **every enabled entry is in the read bitmap**,
+//!   whatever its interest, and a write-only watch (a `WRITABLE`
+//!   registration, or a `BOTH` edge registration whose read direction the
+//!   driver disarmed) is in both: the read bit is the probe for the
+//!   hang-up, and the check, asking `POLLOUT` only, tells `HUP` from mere
+//!   input, which it does not ask for and which is therefore not reported.
+//!   (The read side has the mirror case, `RDHUP` without `IN`, `HUP` or
+//!   `ERR` on a read watch, which Linux does not produce: TCP and Unix
+//!   stream sockets set `IN` with `RDHUP`.)
+//! - **The exact wait.** The probe has a price: unread input on a
+//!   write-only watch (a socket whose peer sent data the program has not
+//!   read, while its own send buffer is full) is in the read result too, at
+//!   every `select`, until the program reads — which a write-only watcher
+//!   may never do. No set of bitmaps means "`HUP` but not `IN`". So when
+//!   `select` reported something and the check found **nothing to
+//!   report** (no readiness, no refusal, no wake-up) and time remains, the
+//!   backend does not go back to `select`, which would return at once
+//!   again: it waits the rest of the time (the same deadline; forever for
+//!   `None`) with **one `poll(2)` over every enabled entry** (asking what
+//!   the poll backend asks: `POLLOUT` alone for a write-only watch, so the
+//!   unread input no longer wakes it) and the waker's eventfd. That wait is
+//!   exact: its masks are reported as the check's are (same `max_events`
+//!   and round-robin rules), a wake-up as the waker's event, a closed number
+//!   by the rule below (and the wait goes on without it). A zero timeout
+//!   never gets there: the wait ends empty after the check.
+//! - **Syscalls per wait**:
 //!   - nothing ready: 1 (`select`);
-//!   - something ready: 2 (`select` + `poll`), plus one eventfd `read` when
-//!     the waker fired (a wait woken only by the waker needs no `poll`);
+//!   - something reportable ready: 2 (`select` + the check), plus one
+//!     eventfd `read` when the waker fired (a wait woken only by the waker
+//!     needs no check);
+//!   - `select` ready with nothing reportable (unread input on a write-only
+//!     watch) and a non-zero timeout: 3 (`select`, the check, the exact
+//!     `poll`), plus one eventfd `read` when the waker ends the exact wait;
+//!     with a zero timeout, 2;
 //!   - a wait that may block (non-zero timeout) whose batch added or
 //!     changed registrations: 1 more `poll` before it (see closed
 //!     descriptors below); a zero timeout skips it;
 //!   - a wait that meets a descriptor closed under its registration: the
 //!     failed `select`, 1 `poll` to find the culprit, and the `select` again.
-//! - **Where select is not exact.** `poll(2)` reports `HUP` and `ERR` to
-//!   every watch; `select(2)` only through the bitmap whose set contains
-//!   the bit. A watch whose directions are **writable only** (a `WRITABLE`
-//!   registration, or a `BOTH` edge registration whose read direction the
-//!   driver disarmed) is in the write bitmap only, which does not include
-//!   `HUP`. So a descriptor whose mask is `HUP` without `OUT` and without
-//!   `ERR` is reported by poll (`writable|write_closed`) and **not** by this
-//!   backend. On Linux this happens for: the read end of a pipe or FIFO
-//!   watched for writing once every writer is gone; a stream socket whose
-//!   send buffer is full when it is shut down both ways (`shutdown` by both
-//!   ends, not a `close` of the peer, which frees the buffer); a listening
-//!   Unix socket shut down; some character devices. It does not happen for
-//!   the usual write watches: a pipe write end whose reader is gone reports
-//!   `ERR`, a socket whose peer closed reports `OUT` with the `HUP`, and
-//!   TCP reports `OUT` once sending is shut down. Putting write-only
-//!   watches in the read bitmap as well would catch the `HUP`, but would
-//!   also wake on every byte of unread input, and the wait would then spin
-//!   until the program reads (which a write-only watcher may never do):
-//!   no set of bitmaps means "`HUP` but not `IN`", so an exact backend
-//!   would have to wait with `poll(2)` itself whenever a write-only watch
-//!   has unread input. The read side has the mirror case, `RDHUP` without
-//!   `IN`, `HUP` or `ERR` on a read watch, which Linux does not produce
-//!   (TCP and Unix stream sockets set `IN` with `RDHUP`). `select` reporting
-//!   *more* than poll (`RDBAND` or `WRBAND` alone) costs nothing but the
-//!   check: those entries are skipped.
 //! - **Closed descriptors.** Linux fails the whole `select` with `EBADF`
 //!   when a bitmap holds a closed number below the size of the process's
 //!   descriptor table, and silently ignores (leaving its bit set in the
 //!   result, uncounted) a closed number above it. The event stream must not
 //!   depend on either, so this backend follows the poll backend's rule:
 //!   - on `EBADF`, one `poll(2)` over the registered descriptors finds those
-//!     answering `POLLNVAL`; on such a `POLLNVAL` in the readiness check too;
+//!     answering `POLLNVAL`; on such a `POLLNVAL` in the readiness check or
+//!     the exact wait too;
 //!   - an entry added or changed by the batch of this very wait ("fresh") is
 //!     refused: a [`Rejection`] with `EBADF`, and the entry leaves the
 //!     bitmaps and the table, as a refused `EPOLL_CTL_ADD` leaves nothing in
@@ -111,11 +130,13 @@
 //!   the scan starts after the last descriptor reported by the previous one
 //!   (round-robin), so high numbers do not starve.
 //! - **The waker** is an `eventfd(2)` ([`Notifier`]) kept in the read
-//!   bitmap, created at the first [`Backend::waker`] call; it is drained when
-//!   ready and reported once per wait ([`Key::WAKER`], `IN`).
+//!   bitmap (and in the exact wait's array), created at the first
+//!   [`Backend::waker`] call; it is drained when ready and reported once per
+//!   wait ([`Key::WAKER`], `IN`).
 //! - A wait interrupted by a signal returns `ErrorKind::Interrupted`; the
 //!   batch was applied already (bitmap writes), as the [`Backend`] contract
-//!   requires. A timeout is rounded up to whole microseconds, never down.
+//!   requires. A timeout is rounded up to whole microseconds (whole
+//!   milliseconds in the exact wait), never down.
 //!
 //! [`declare_interest`]: evmux_interest::Poller::declare_interest
 //! [`Error::FdTooLarge`]: evmux_interest::Error::FdTooLarge
@@ -310,7 +331,10 @@ impl SelectBackend {
     /// keeps `nfds` up to date.
     fn refresh(&mut self, fd: RawFd) {
         let e = self.entry(fd).filter(|e| e.enabled).copied();
-        let r = e.is_some_and(|e| e.interest.is_readable()) || fd == self.waker_fd;
+        // Every enabled entry is in the read bitmap: for a write-only watch
+        // that is the probe for a hang-up, which the write bitmap does not
+        // see (see "Hang-ups on write-only watches" in the crate docs).
+        let r = e.is_some() || fd == self.waker_fd;
         let w = e.is_some_and(|e| e.interest.is_writable());
         if r {
             self.read.set(fd);
@@ -480,6 +504,15 @@ impl SelectBackend {
                 ready: Ready::IN,
             });
         }
+        self.report(&mut checks, out, max_events);
+        self.checks = checks;
+        Ok(woke)
+    }
+
+    /// Reports the answered `checks` (sorted by number, entries only, the
+    /// waker's event already in `out`): closed numbers first, then what is
+    /// reportable, round-robin when not everything fits in `max_events`.
+    fn report(&mut self, checks: &mut [PollFd], out: &mut Output, max_events: usize) {
         // First pass: closed numbers (all of them, even past the room: a
         // fresh entry's refusal belongs to this wait) and what is
         // reportable. `revents` is zeroed for entries with nothing to say.
@@ -523,8 +556,68 @@ impl SelectBackend {
             pushed += 1;
             self.rotor = c.fd + 1;
         }
-        self.checks = checks;
-        Ok(woke)
+    }
+
+    /// The exact wait, used when `select` returned but nothing it reported
+    /// could be reported (input on a write-only watch, see the crate
+    /// docs): waits up to `deadline` (`None`: forever) with one `poll(2)`
+    /// over every enabled entry, asking what the poll backend asks, and the
+    /// waker. Returns whether the waker fired (the caller drains it).
+    fn wait_exact(
+        &mut self,
+        out: &mut Output,
+        max_events: usize,
+        deadline: Option<Instant>,
+    ) -> io::Result<bool> {
+        loop {
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    Some(left)
+                }
+            };
+            let mut checks = std::mem::take(&mut self.checks);
+            checks.clear();
+            for (i, e) in self.entries.iter().enumerate() {
+                if let Some(e) = e
+                    && e.enabled
+                {
+                    checks.push(PollFd::new(i as RawFd, poll_events(e.interest)));
+                }
+            }
+            // The waker goes last, so that `checks` stays sorted by number
+            // once it is taken off.
+            if self.waker_fd >= 0 {
+                checks.push(PollFd::new(self.waker_fd, POLLIN));
+            }
+            let n = match poll(&mut checks, timeout) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.checks = checks;
+                    return Err(e);
+                }
+            };
+            let woke = self.waker_fd >= 0 && checks.pop().is_some_and(|w| w.revents != 0);
+            if woke {
+                out.events.push(RawEvent {
+                    key: Key::WAKER,
+                    ready: Ready::IN,
+                });
+            }
+            if n > 0 {
+                self.report(&mut checks, out, max_events);
+            }
+            self.checks = checks;
+            if n == 0 || woke || !out.events.is_empty() || !out.rejected.is_empty() {
+                return Ok(woke);
+            }
+            // Only numbers closed under their registrations answered
+            // (`POLLNVAL`): they are disabled now. Wait on for the rest.
+        }
     }
 }
 
@@ -565,6 +658,10 @@ impl Backend for SelectBackend {
                 timeout = Some(Duration::ZERO);
             }
         }
+        // Where a wait that select ended early must end at the latest (for
+        // the exact wait below); `None`: never (or past what `Instant` can
+        // hold).
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             self.ready_read = self.read;
             self.ready_write = self.write;
@@ -591,7 +688,20 @@ impl Backend for SelectBackend {
         // The result count is not used: bits of closed numbers above the
         // descriptor table's size come back set but uncounted, and must
         // reach the check.
-        let woke = self.collect(out, max_events.max(1))?;
+        let max_events = max_events.max(1);
+        let seen = !self.ready_read.is_empty() || !self.ready_write.is_empty();
+        let mut woke = self.collect(out, max_events)?;
+        if seen
+            && !woke
+            && out.events.is_empty()
+            && out.rejected.is_empty()
+            && timeout != Some(Duration::ZERO)
+        {
+            // select returned for nothing reportable (unread input on a
+            // write-only watch): going back to it would return at once
+            // again. Wait the rest of the time exactly, with poll(2).
+            woke = self.wait_exact(out, max_events, deadline)?;
+        }
         self.epoch = self.epoch.wrapping_add(1);
         self.fresh.clear();
         match &self.waker {
@@ -674,13 +784,16 @@ mod tests {
         b.apply(&change(300, 3, Some(Interest::WRITABLE)), &mut out);
         assert!(out.rejected.is_empty());
         assert_eq!(b.nfds(), 701);
-        assert_eq!(b.read.iter().collect::<Vec<_>>(), [10, 700]);
+        // The write-only entry is in the read bitmap too: the hang-up probe.
+        assert_eq!(b.read.iter().collect::<Vec<_>>(), [10, 300, 700]);
         assert_eq!(b.write.iter().collect::<Vec<_>>(), [300, 700]);
         // A removal under another key does nothing.
         b.apply(&change(700, 9, None), &mut out);
         assert_eq!(b.entries(), 3);
         b.apply(&change(700, 2, None), &mut out);
         assert_eq!(b.nfds(), 301);
+        assert_eq!(b.read.iter().collect::<Vec<_>>(), [10, 300]);
+        assert_eq!(b.write.iter().collect::<Vec<_>>(), [300]);
         b.apply(&change(300, 3, Some(Interest::READABLE)), &mut out);
         assert_eq!(b.read.iter().collect::<Vec<_>>(), [10, 300]);
         assert!(b.write.is_empty());
@@ -705,5 +818,80 @@ mod tests {
             ]
         );
         assert_eq!((b.nfds(), b.entries()), (0, 0));
+    }
+
+    #[test]
+    fn the_exact_wait_reports_round_robin_like_the_check() {
+        let mut b = SelectBackend::new().unwrap();
+        let mut out = Output::default();
+        let pipes: Vec<_> = (0..5).map(|_| evmux_sys::fd::pipe().unwrap()).collect();
+        for (i, (r, w)) in pipes.iter().enumerate() {
+            evmux_sys::fd::write(w, b"x").unwrap();
+            b.apply(
+                &change(r.as_raw_fd(), i as u64, Some(Interest::READABLE)),
+                &mut out,
+            );
+        }
+        let deadline = Instant::now().checked_add(Duration::from_secs(30));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            out.clear();
+            assert!(!b.wait_exact(&mut out, 2, deadline).unwrap());
+            assert!((1..=2).contains(&out.events.len()), "{out:?}");
+            for e in &out.events {
+                assert_eq!(e.ready, Ready::IN);
+                seen.insert(e.key.0);
+            }
+        }
+        assert_eq!(seen.len(), 5);
+        // No time left: no syscall.
+        let before = evmux_sys::counter::snapshot();
+        out.clear();
+        assert!(!b.wait_exact(&mut out, 2, Some(Instant::now())).unwrap());
+        assert!(out.events.is_empty());
+        assert_eq!((evmux_sys::counter::snapshot() - before).total(), 0);
+    }
+
+    #[test]
+    fn the_exact_wait_drops_closed_numbers_and_waits_on() {
+        // A number nothing in this test binary opens.
+        const CLOSED: RawFd = 1000;
+        for fresh in [false, true] {
+            let mut b = SelectBackend::new().unwrap();
+            let mut out = Output::default();
+            let (r, _w) = evmux_sys::fd::pipe().unwrap();
+            b.apply(
+                &change(r.as_raw_fd(), 1, Some(Interest::READABLE)),
+                &mut out,
+            );
+            b.apply(&change(CLOSED, 2, Some(Interest::WRITABLE)), &mut out);
+            if !fresh {
+                b.epoch += 1;
+            }
+            let started = Instant::now();
+            let before = evmux_sys::counter::snapshot();
+            let deadline = started.checked_add(Duration::from_millis(30));
+            assert!(!b.wait_exact(&mut out, 8, deadline).unwrap());
+            let d = evmux_sys::counter::snapshot() - before;
+            assert!(out.events.is_empty(), "{out:?}");
+            if fresh {
+                // Refused, at once.
+                assert_eq!(
+                    out.rejected,
+                    [Rejection {
+                        key: Key(2),
+                        errno: EBADF
+                    }]
+                );
+                assert_eq!((b.entries(), b.disabled_entries()), (1, 0));
+                assert_eq!(d.total(), 1, "{d:?}");
+            } else {
+                // Disabled silently; the wait goes on until the deadline.
+                assert!(out.rejected.is_empty(), "{out:?}");
+                assert_eq!((b.entries(), b.disabled_entries()), (2, 1));
+                assert!(started.elapsed() >= Duration::from_millis(30));
+                assert_eq!(d.total(), 2, "{d:?}");
+            }
+        }
     }
 }
