@@ -13,6 +13,8 @@ pub enum TokenUse {
     Descriptor(RawFd),
     /// The waker.
     Waker,
+    /// A user event.
+    User,
     /// A pending timer.
     Timer,
 }
@@ -22,6 +24,7 @@ impl fmt::Display for TokenUse {
         match self {
             TokenUse::Descriptor(fd) => write!(f, "descriptor {fd}"),
             TokenUse::Waker => f.write_str("the waker"),
+            TokenUse::User => f.write_str("a user event"),
             TokenUse::Timer => f.write_str("a pending timer"),
         }
     }

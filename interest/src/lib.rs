@@ -27,12 +27,15 @@
 
 mod backend;
 mod error;
+mod mailbox;
 mod poller;
+mod sync;
 mod types;
 
 pub use backend::{
     Backend, Capabilities, Change, Key, Output, RawEvent, Rejection, Trigger, Wake, Watch,
 };
 pub use error::{Error, TokenUse};
-pub use poller::{ModeName, Poller, Registration, Waker};
+pub use mailbox::{Registry, UserTrigger, Waker};
+pub use poller::{ModeName, Poller, Registration};
 pub use types::{Event, Events, Interest, Mode, Ready, Token};

@@ -5,13 +5,14 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Backend, Capabilities, Change, Key, Output, Trigger, Wake, Watch};
+use crate::backend::{Backend, Capabilities, Change, Key, Output, Trigger, Watch};
 use evmux_timers::{TimerKey, TimerWheel};
 
 use crate::error::{Error, TokenUse};
+use crate::mailbox::{Collected, Mailbox, Op, Registry, UserShared, UserTrigger, Waker};
+use crate::sync;
 use crate::types::{Event, Events, Interest, Mode, Token};
 
 /// A multiply-xor hasher for small integer keys (tokens, descriptor numbers).
@@ -111,25 +112,6 @@ impl From<Mode> for ModeName {
     }
 }
 
-/// Wakes a [`Poller`] from another thread; cheap to clone.
-///
-/// The wake-up is an event with the token given to [`Poller::waker`], with
-/// `readable` set. Wakes before the poller collects them coalesce into one.
-#[derive(Clone, Debug)]
-pub struct Waker {
-    inner: Arc<dyn Wake>,
-}
-
-impl Waker {
-    /// Wakes the poller.
-    ///
-    /// # Errors
-    /// As the backend's mechanism reports (see [`Wake::wake`]).
-    pub fn wake(&self) -> io::Result<()> {
-        self.inner.wake()
-    }
-}
-
 /// The driver: Banga's `declare_interest` / `get_next_event` over a backend.
 ///
 /// The interest set lives here, in user space. Declarations and `forget`s
@@ -152,7 +134,12 @@ pub struct Poller<B: Backend> {
     changes: Vec<Change>,
     out: Output,
     overflow: VecDeque<Event>,
-    waker: Option<(Token, Waker)>,
+    /// The waker's token, once `waker` was called.
+    waker: Option<Token>,
+    /// Made at the first `waker`, `add_user` or `registry`.
+    mailbox: Option<sync::Arc<Mailbox>>,
+    users: IntMap<Token, sync::Arc<UserShared>>,
+    collected: Collected,
     timers: TimerWheel<Token>,
     timer_keys: IntMap<Token, TimerKey>,
     expired: Vec<(TimerKey, Token)>,
@@ -185,6 +172,9 @@ impl<B: Backend> Poller<B> {
             out: Output::default(),
             overflow: VecDeque::new(),
             waker: None,
+            mailbox: None,
+            users: IntMap::default(),
+            collected: Collected::default(),
             timers: TimerWheel::new(),
             timer_keys: IntMap::default(),
             expired: Vec::new(),
@@ -253,8 +243,8 @@ impl<B: Backend> Poller<B> {
                 backend: self.backend.name(),
             });
         }
-        if let Some((wt, _)) = &self.waker
-            && *wt == token
+        if let Some(wt) = self.waker
+            && wt == token
         {
             return Err(Error::TokenInUse {
                 token,
@@ -262,10 +252,10 @@ impl<B: Backend> Poller<B> {
                 fd: Some(fd),
             });
         }
-        if self.timer_keys.contains_key(&token) {
+        if let Some(holder) = self.token_use_other_than_descriptor(token) {
             return Err(Error::TokenTaken {
                 token,
-                holder: TokenUse::Timer,
+                holder,
                 wanted: TokenUse::Descriptor(fd),
             });
         }
@@ -421,22 +411,96 @@ impl<B: Backend> Poller<B> {
             }
             .into());
         }
-        if self.timer_keys.contains_key(&token) {
+        if let Some(holder) = self.token_use_other_than_descriptor(token)
+            && holder != TokenUse::Waker
+        {
             return Err(Error::TokenTaken {
                 token,
-                holder: TokenUse::Timer,
+                holder,
                 wanted: TokenUse::Waker,
             }
             .into());
         }
-        let waker = match &self.waker {
-            Some((_, w)) => w.clone(),
-            None => Waker {
-                inner: self.backend.waker()?,
-            },
+        let mailbox = self.mailbox()?;
+        self.waker = Some(token);
+        Ok(Waker { mailbox })
+    }
+
+    /// The mailbox other threads' handles write to, made on first use.
+    fn mailbox(&mut self) -> io::Result<sync::Arc<Mailbox>> {
+        if let Some(m) = &self.mailbox {
+            return Ok(m.clone());
+        }
+        let m = sync::Arc::new(Mailbox::new(self.backend.waker()?));
+        self.mailbox = Some(m.clone());
+        Ok(m)
+    }
+
+    /// What `token` names besides a descriptor: the waker, a user event or
+    /// a pending timer.
+    fn token_use_other_than_descriptor(&self, token: Token) -> Option<TokenUse> {
+        if self.waker == Some(token) {
+            Some(TokenUse::Waker)
+        } else if self.users.contains_key(&token) {
+            Some(TokenUse::User)
+        } else if self.timer_keys.contains_key(&token) {
+            Some(TokenUse::Timer)
+        } else {
+            None
+        }
+    }
+
+    /// A user event, in the manner of kqueue's `EVFILT_USER`: the returned
+    /// [`UserTrigger`] (`Send + Sync + Clone`) makes the poller report
+    /// `Event { token, user: true }`. Triggers before a wait collects them
+    /// coalesce into one event.
+    ///
+    /// # Errors
+    /// [`Error::TokenTaken`] (as `AlreadyExists`) if `token` names a
+    /// descriptor, the waker, a timer or another user event; otherwise what
+    /// the backend reports when setting up its wake mechanism.
+    pub fn add_user(&mut self, token: Token) -> io::Result<UserTrigger> {
+        let holder = match self.by_token.get(&token) {
+            Some(&idx) => Some(TokenUse::Descriptor(self.slots[idx as usize].fd)),
+            None => self.token_use_other_than_descriptor(token),
         };
-        self.waker = Some((token, waker.clone()));
-        Ok(waker)
+        if let Some(holder) = holder {
+            return Err(Error::TokenTaken {
+                token,
+                holder,
+                wanted: TokenUse::User,
+            }
+            .into());
+        }
+        let mailbox = self.mailbox()?;
+        let user = sync::Arc::new(UserShared::new(token));
+        self.users.insert(token, user.clone());
+        Ok(UserTrigger { user, mailbox })
+    }
+
+    /// Removes a user event: its triggers fail with `NotFound` from now on,
+    /// and a trigger not yet reported is dropped.
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if no user event has this token.
+    pub fn remove_user(&mut self, token: Token) -> Result<(), Error> {
+        let Some(user) = self.users.remove(&token) else {
+            return Err(Error::UnknownToken { token });
+        };
+        user.removed.store(true, sync::Ordering::Release);
+        self.overflow.retain(|ev| !(ev.user && ev.token == token));
+        Ok(())
+    }
+
+    /// A [`Registry`]: `declare_interest` and `forget` for other threads,
+    /// applied by the waiting thread in issue order.
+    ///
+    /// # Errors
+    /// What the backend reports when setting up its wake mechanism.
+    pub fn registry(&mut self) -> io::Result<Registry> {
+        Ok(Registry {
+            mailbox: self.mailbox()?,
+        })
     }
 
     /// The poller's monotonic clock: time since the backend was created.
@@ -465,12 +529,8 @@ impl<B: Backend> Poller<B> {
     pub fn add_timer(&mut self, token: Token, deadline: Duration) -> Result<(), Error> {
         let holder = if let Some(&idx) = self.by_token.get(&token) {
             Some(TokenUse::Descriptor(self.slots[idx as usize].fd))
-        } else if self.waker.as_ref().is_some_and(|(t, _)| *t == token) {
-            Some(TokenUse::Waker)
-        } else if self.timer_keys.contains_key(&token) {
-            Some(TokenUse::Timer)
         } else {
-            None
+            self.token_use_other_than_descriptor(token)
         };
         if let Some(holder) = holder {
             return Err(Error::TokenTaken {
@@ -562,6 +622,9 @@ impl<B: Backend> Poller<B> {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         events.list.clear();
+        // Registry operations issued before this call apply before its
+        // batch (the happens-before rule of `Registry::forget`).
+        self.collect_mailbox(events);
         while events.list.len() < events.cap {
             match self.overflow.pop_front() {
                 Some(ev) => events.list.push(ev),
@@ -582,10 +645,17 @@ impl<B: Backend> Poller<B> {
         let deadline = timeout.map(|t| start.saturating_add(t));
         let mut timeout = self.until_next_timer(start, timeout);
         let mut first = true;
+        let mut refills = 0;
         loop {
             self.out.clear();
-            let batch: &[Change] = if first { &self.changes } else { &[] };
+            if !first && (!self.dirty.is_empty() || !self.removals.is_empty()) {
+                // Registry operations applied during the wait.
+                self.build_batch();
+            } else if !first {
+                self.changes.clear();
+            }
             first = false;
+            let batch: &[Change] = &self.changes;
             let result = self
                 .backend
                 .submit_and_wait(batch, &mut self.out, room, timeout);
@@ -601,6 +671,9 @@ impl<B: Backend> Poller<B> {
                     return Err(e);
                 }
             }
+            // Before readiness: a forget from another thread changes the
+            // generation, so readiness for it is dropped below.
+            self.collect_mailbox(events);
             self.take_readiness(events);
             let now = self.backend.now();
             self.expire_timers(now, events);
@@ -611,6 +684,15 @@ impl<B: Backend> Poller<B> {
             // (at a timer's coarse deadline), or what the kernel reported was
             // filtered out (an edge for a disarmed direction). Keep waiting
             // for the rest of the time.
+            // A backend that filled its quota with reports the driver
+            // dropped (the waker's own wake-up, a disarmed edge) may hold
+            // more readiness: look again without blocking, a few times.
+            let full = self.out.events.len() >= room;
+            if full && refills < 4 {
+                refills += 1;
+                timeout = Some(Duration::ZERO);
+                continue;
+            }
             let rest = match deadline {
                 Some(d) if now >= d => break,
                 Some(d) => Some(d - now),
@@ -619,6 +701,64 @@ impl<B: Backend> Poller<B> {
             timeout = self.until_next_timer(now, rest);
         }
         Ok(events.list.len())
+    }
+
+    /// Reads the mailbox: the waker's event, user events, and registry
+    /// operations (applied in issue order; a refusal becomes an error event
+    /// for its token).
+    fn collect_mailbox(&mut self, events: &mut Events) {
+        let Some(mailbox) = &self.mailbox else {
+            return;
+        };
+        let mut got = std::mem::take(&mut self.collected);
+        mailbox.collect(&mut got);
+        // One waker event, and one event per user, per call: a wake
+        // collected at the start of the call and another after its wait
+        // coalesce.
+        if got.woken
+            && let Some(token) = self.waker
+            && !events.list.iter().any(|e| e.token == token && e.readable)
+        {
+            let mut ev = Event::new(token);
+            ev.readable = true;
+            self.push(events, ev);
+        }
+        for user in got.users.drain(..) {
+            let current = self
+                .users
+                .get(&user.token)
+                .is_some_and(|u| sync::Arc::ptr_eq(u, &user));
+            if current && !events.list.iter().any(|e| e.token == user.token && e.user) {
+                self.push(events, Event::user_triggered(user.token));
+            }
+        }
+        for op in got.ops.drain(..) {
+            let (token, result) = match op {
+                Op::Declare {
+                    fd,
+                    token,
+                    interest,
+                    mode,
+                } => (token, self.declare_interest(fd, token, interest, mode)),
+                Op::Forget(token) => {
+                    let r = self.forget(token);
+                    // Events this call collected before the forget applied.
+                    events
+                        .list
+                        .retain(|ev| ev.token != token || ev.timer || ev.user);
+                    (token, r)
+                }
+            };
+            if let Err(e) = result {
+                let errno = match e.kind() {
+                    io::ErrorKind::AlreadyExists => EEXIST,
+                    io::ErrorKind::NotFound => ENOENT,
+                    _ => EINVAL,
+                };
+                self.push(events, Event::rejected(token, errno));
+            }
+        }
+        self.collected = got;
     }
 
     /// `timeout`, shortened to end at the next timer deadline.
@@ -756,11 +896,7 @@ impl<B: Backend> Poller<B> {
         for i in 0..self.out.events.len() {
             let raw = self.out.events[i];
             if raw.key == Key::WAKER {
-                if let Some((token, _)) = &self.waker {
-                    let mut ev = Event::new(*token);
-                    ev.readable = true;
-                    self.push(events, ev);
-                }
+                // The mailbox was read right after the wait.
                 continue;
             }
             let Some(idx) = self.live_slot(raw.key) else {
@@ -800,6 +936,18 @@ impl<B: Backend> Poller<B> {
 
 /// A deadline in whole milliseconds on the wheel, rounded up so that a
 /// timer never fires early.
+const ENOENT: i32 = 2;
+const EEXIST: i32 = 17;
+const EINVAL: i32 = 22;
+
 fn deadline_ms(deadline: Duration) -> u64 {
     u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+impl<B: Backend> Drop for Poller<B> {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mailbox {
+            m.close();
+        }
+    }
 }

@@ -245,6 +245,9 @@ pub struct Event {
     /// A timer set with [`Poller::add_timer`](crate::Poller::add_timer)
     /// expired. A timer event has no other flag set.
     pub timer: bool,
+    /// A user event made with [`Poller::add_user`](crate::Poller::add_user)
+    /// was triggered. A user event has no other flag set.
+    pub user: bool,
 }
 
 impl Event {
@@ -260,7 +263,15 @@ impl Event {
             error: false,
             errno: None,
             timer: false,
+            user: false,
         }
+    }
+
+    /// The event of a triggered user event.
+    pub const fn user_triggered(token: Token) -> Event {
+        let mut ev = Event::new(token);
+        ev.user = true;
+        ev
     }
 
     /// The event of an expired timer.
@@ -289,6 +300,7 @@ impl Event {
             error: ready.intersects(Ready::ERR),
             errno: None,
             timer: false,
+            user: false,
         })
     }
 

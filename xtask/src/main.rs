@@ -8,6 +8,8 @@
 //!   a `BinaryHeap` and a `BTreeMap` (see `bench_timers`). Prints a table
 //!   per workload, flatness per structure and the wheel-vs-heap ratio at 1M
 //!   pending (or JSON with `--json`); progress goes to stderr.
+//! - `cargo xtask loom`: the loom models of `evmux-interest`.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -33,6 +35,13 @@ commands:
       BTreeMap: insert+cancel and insert+expire at 1k, 100k, 1M and 10M
       pending (--quick: 1k, 100k and 1M, fewer ops and rounds; seconds
       instead of minutes). Run it in release mode (`cargo xtask` does).
+  loom
+      Run the loom models of the cross-thread handles (waker, user
+      triggers, registry) with RUSTFLAGS=\"--cfg loom\", in release, in
+      target/loom. Prints `N passed, M failed`.
+
+EVMUX_BACKEND=NAME restricts `conformance` to NAME when --backend is not
+given.
 ";
 
 /// Benchmarks `cargo xtask bench` knows.
@@ -58,6 +67,7 @@ fn real_main() -> Result<ExitCode> {
     match cmd.as_str() {
         "conformance" => conformance_cmd(&rest),
         "bench" => bench_cmd(&rest),
+        "loom" => loom_cmd(&rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -126,7 +136,7 @@ fn conformance_cmd(args: &[String]) -> Result<ExitCode> {
 
     let all = conformance::backends();
     let chosen: Vec<_> = match backend {
-        None => all,
+        None => conformance::backends_from_env()?,
         Some(name) => {
             let names: Vec<_> = all.iter().map(|b| b.name).collect();
             let Some(b) = all.into_iter().find(|b| b.name == name) else {
@@ -607,4 +617,64 @@ impl<'a> TimerReport<'a> {
             ("wheel_vs_heap_1m", Json::Arr(wheel_vs_heap)),
         ])
     }
+}
+
+fn loom_cmd(args: &[String]) -> Result<ExitCode> {
+    Flags::new(args).finish()?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    if !rustflags.is_empty() {
+        rustflags.push(' ');
+    }
+    rustflags.push_str("--cfg loom");
+    eprintln!("loom: building and running the models (release, target/loom) …");
+    let out = std::process::Command::new(cargo)
+        .current_dir(root)
+        .env("RUSTFLAGS", rustflags)
+        .args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "evmux-interest",
+            "--test",
+            "loom",
+            "--target-dir",
+            "target/loom",
+            "--",
+            "--test-threads=1",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test for the loom models")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let part = part
+                    .trim()
+                    .trim_start_matches("ok. ")
+                    .trim_start_matches("FAILED. ");
+                if let Some(n) = part.strip_suffix(" passed") {
+                    passed += n.trim().parse::<usize>().unwrap_or(0);
+                } else if let Some(n) = part.strip_suffix(" failed") {
+                    failed += n.trim().parse::<usize>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    if !out.status.success() && failed == 0 {
+        bail!("the loom build or run failed ({})", out.status);
+    }
+    println!("\n{passed} passed, {failed} failed");
+    Ok(if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
