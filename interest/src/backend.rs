@@ -160,6 +160,57 @@ pub trait Wake: Send + Sync + fmt::Debug {
     fn wake(&self) -> io::Result<()>;
 }
 
+/// A kernel object a backend opens for the driver: a stream of signal
+/// deliveries or a process's exit. The driver watches it like a descriptor
+/// (readable when it has something to report) under the caller's token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SourceSpec {
+    /// Deliveries of signal `.0` (Linux: a signalfd; the backend blocks the
+    /// signal in the calling thread and restores the old mask on close).
+    Signal(i32),
+    /// The exit of process `.0` (Linux: a pidfd, Linux 5.3 or later).
+    Process(i32),
+}
+
+/// How a watched process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signaled(i32),
+    /// It exited, but its status cannot be had without reaping it behind
+    /// its parent's back (it is not our child, or was reaped already).
+    Unknown,
+}
+
+/// What reading a source gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceReport {
+    /// Nothing after all (a spurious wake-up): no event.
+    Nothing,
+    /// The signal arrived `count` times since the last read (standard
+    /// signals merge while pending, so this is 1 for them; real-time ones
+    /// queue).
+    Signal {
+        /// Deliveries read.
+        count: u32,
+    },
+    /// The process exited. A process source reports once.
+    Exit(ExitStatus),
+}
+
+/// A source the backend opened: the descriptor to watch and the backend's
+/// handle for [`Backend::read_source`] and [`Backend::close_source`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenedSource {
+    /// Watch this for readability (it is the backend's; never close it).
+    pub fd: RawFd,
+    /// The backend's handle.
+    pub id: u64,
+}
+
 /// A kernel mechanism: epoll, poll, select, io_uring, kqueue, superpoll, or
 /// the testkit's model.
 ///
@@ -227,6 +278,38 @@ pub trait Backend: fmt::Debug {
         let _ = (fd, key, old);
         false
     }
+
+    /// Opens a signal or process source (see [`SourceSpec`]).
+    ///
+    /// # Errors
+    /// `Unsupported` by default (a backend without sources); `InvalidInput`
+    /// for a signal that cannot be caught or is out of range; `NotFound` for
+    /// a process that does not exist; `Unsupported` for a kernel without
+    /// the mechanism (pidfd before Linux 5.3); what opening reports.
+    fn open_source(&mut self, spec: SourceSpec) -> io::Result<OpenedSource> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the {} backend has no {spec:?} sources", self.name()),
+        ))
+    }
+
+    /// Reads what a source has to report, without blocking.
+    ///
+    /// # Errors
+    /// What the read reports; `Unsupported` by default.
+    fn read_source(&mut self, id: u64) -> io::Result<SourceReport> {
+        let _ = id;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this backend has no sources",
+        ))
+    }
+
+    /// Closes a source (after the driver removed its watch) and undoes what
+    /// opening it did (a signal's old mask is restored).
+    fn close_source(&mut self, id: u64) {
+        let _ = id;
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -253,5 +336,14 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn forget_now(&mut self, fd: RawFd, key: Key, old: Watch) -> bool {
         (**self).forget_now(fd, key, old)
+    }
+    fn open_source(&mut self, spec: SourceSpec) -> io::Result<OpenedSource> {
+        (**self).open_source(spec)
+    }
+    fn read_source(&mut self, id: u64) -> io::Result<SourceReport> {
+        (**self).read_source(id)
+    }
+    fn close_source(&mut self, id: u64) {
+        (**self).close_source(id)
     }
 }

@@ -15,6 +15,10 @@ pub enum TokenUse {
     Waker,
     /// A user event.
     User,
+    /// A signal source (the signal number).
+    Signal(i32),
+    /// A process source (the pid).
+    Process(i32),
     /// A pending timer.
     Timer,
 }
@@ -25,6 +29,8 @@ impl fmt::Display for TokenUse {
             TokenUse::Descriptor(fd) => write!(f, "descriptor {fd}"),
             TokenUse::Waker => f.write_str("the waker"),
             TokenUse::User => f.write_str("a user event"),
+            TokenUse::Signal(sig) => write!(f, "signal {sig}"),
+            TokenUse::Process(pid) => write!(f, "process {pid}"),
             TokenUse::Timer => f.write_str("a pending timer"),
         }
     }
@@ -82,6 +88,15 @@ pub enum Error {
         /// What the caller wanted it for.
         wanted: TokenUse,
     },
+    /// The signal is watched under another token already.
+    SignalInUse {
+        /// The token the caller asked for.
+        token: Token,
+        /// The signal.
+        signal: i32,
+        /// The token that watches it.
+        holder: Token,
+    },
     /// No registration (or, for [`Poller::cancel_timer`], no pending timer)
     /// has this token.
     ///
@@ -97,9 +112,10 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::NegativeFd { .. } | Error::FdTooLarge { .. } => io::ErrorKind::InvalidInput,
-            Error::TokenInUse { .. } | Error::FdInUse { .. } | Error::TokenTaken { .. } => {
-                io::ErrorKind::AlreadyExists
-            }
+            Error::TokenInUse { .. }
+            | Error::FdInUse { .. }
+            | Error::TokenTaken { .. }
+            | Error::SignalInUse { .. } => io::ErrorKind::AlreadyExists,
             Error::UnknownToken { .. } => io::ErrorKind::NotFound,
         }
     }
@@ -112,6 +128,7 @@ impl Error {
             | Error::TokenInUse { token, .. }
             | Error::FdInUse { token, .. }
             | Error::TokenTaken { token, .. }
+            | Error::SignalInUse { token, .. }
             | Error::UnknownToken { token } => token,
         }
     }
@@ -172,6 +189,14 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{token} already names {holder}, cannot use it for {wanted}"
+            ),
+            Error::SignalInUse {
+                token,
+                signal,
+                holder,
+            } => write!(
+                f,
+                "{token}: signal {signal} is already watched under {holder}"
             ),
             Error::UnknownToken { token } => write!(f, "{token} is not registered"),
         }

@@ -33,7 +33,8 @@ mod sync;
 mod types;
 
 pub use backend::{
-    Backend, Capabilities, Change, Key, Output, RawEvent, Rejection, Trigger, Wake, Watch,
+    Backend, Capabilities, Change, ExitStatus, Key, OpenedSource, Output, RawEvent, Rejection,
+    SourceReport, SourceSpec, Trigger, Wake, Watch,
 };
 pub use error::{Error, TokenUse};
 pub use mailbox::{Registry, UserTrigger, Waker};

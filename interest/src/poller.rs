@@ -7,7 +7,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::backend::{Backend, Capabilities, Change, Key, Output, Trigger, Watch};
+use crate::backend::{
+    Backend, Capabilities, Change, Key, Output, SourceReport, SourceSpec, Trigger, Watch,
+};
 use evmux_timers::{TimerKey, TimerWheel};
 
 use crate::error::{Error, TokenUse};
@@ -74,6 +76,9 @@ struct Slot {
     rearm: bool,
     /// Already queued in the dirty list.
     dirty: bool,
+    /// A signal or process source the backend opened (its id, and what it
+    /// watches); `None` for the program's own descriptors.
+    source: Option<(u64, SourceSpec)>,
 }
 
 /// A registration as the table holds it; see [`Poller::registrations`].
@@ -139,6 +144,14 @@ pub struct Poller<B: Backend> {
     /// Made at the first `waker`, `add_user` or `registry`.
     mailbox: Option<sync::Arc<Mailbox>>,
     users: IntMap<Token, sync::Arc<UserShared>>,
+    /// Signal number → the token watching it.
+    signals: IntMap<i32, Token>,
+    /// Sources forgotten but not yet closed: closed after the batch that
+    /// removes their watch reached the backend.
+    closing: Vec<u64>,
+    closing_now: Vec<u64>,
+    /// Source readiness of the current wait, read after the others.
+    source_hits: Vec<u32>,
     collected: Collected,
     timers: TimerWheel<Token>,
     timer_keys: IntMap<Token, TimerKey>,
@@ -174,6 +187,10 @@ impl<B: Backend> Poller<B> {
             waker: None,
             mailbox: None,
             users: IntMap::default(),
+            signals: IntMap::default(),
+            closing: Vec::new(),
+            closing_now: Vec::new(),
+            source_hits: Vec::new(),
             collected: Collected::default(),
             timers: TimerWheel::new(),
             timer_keys: IntMap::default(),
@@ -260,6 +277,13 @@ impl<B: Backend> Poller<B> {
             });
         }
         if let Some(&idx) = self.by_token.get(&token) {
+            if self.slots[idx as usize].source.is_some() {
+                return Err(Error::TokenTaken {
+                    token,
+                    holder: self.slot_use(idx),
+                    wanted: TokenUse::Descriptor(fd),
+                });
+            }
             let caps = self.caps;
             let slot = &mut self.slots[idx as usize];
             if slot.fd != fd {
@@ -311,6 +335,7 @@ impl<B: Backend> Poller<B> {
             kernel: None,
             rearm: false,
             dirty: false,
+            source: None,
         };
         let idx = match self.free.pop() {
             Some(idx) => {
@@ -355,6 +380,12 @@ impl<B: Backend> Poller<B> {
                 new: None,
                 rearm: false,
             });
+        }
+        if let Some((id, spec)) = slot.source.take() {
+            self.closing.push(id);
+            if let SourceSpec::Signal(sig) = spec {
+                self.signals.remove(&sig);
+            }
         }
         slot.live = false;
         slot.kernel = None;
@@ -461,7 +492,7 @@ impl<B: Backend> Poller<B> {
     /// the backend reports when setting up its wake mechanism.
     pub fn add_user(&mut self, token: Token) -> io::Result<UserTrigger> {
         let holder = match self.by_token.get(&token) {
-            Some(&idx) => Some(TokenUse::Descriptor(self.slots[idx as usize].fd)),
+            Some(&idx) => Some(self.slot_use(idx)),
             None => self.token_use_other_than_descriptor(token),
         };
         if let Some(holder) = holder {
@@ -528,7 +559,7 @@ impl<B: Backend> Poller<B> {
     /// pending one). Nothing changes then.
     pub fn add_timer(&mut self, token: Token, deadline: Duration) -> Result<(), Error> {
         let holder = if let Some(&idx) = self.by_token.get(&token) {
-            Some(TokenUse::Descriptor(self.slots[idx as usize].fd))
+            Some(self.slot_use(idx))
         } else {
             self.token_use_other_than_descriptor(token)
         };
@@ -593,16 +624,135 @@ impl<B: Backend> Poller<B> {
 
     /// Every live registration, in no particular order.
     pub fn registrations(&self) -> impl Iterator<Item = Registration> + '_ {
-        self.by_token.values().map(|&idx| {
+        self.by_token.values().filter_map(|&idx| {
             let s = &self.slots[idx as usize];
-            Registration {
+            s.source.is_none().then_some(Registration {
                 token: s.token,
                 fd: s.fd,
                 readable: s.interest.is_readable(),
                 writable: s.interest.is_writable(),
                 mode: s.mode.into(),
-            }
+            })
         })
+    }
+
+    /// What the registration in slot `idx` is, for error messages.
+    fn slot_use(&self, idx: u32) -> TokenUse {
+        let s = &self.slots[idx as usize];
+        match s.source {
+            Some((_, SourceSpec::Signal(sig))) => TokenUse::Signal(sig),
+            Some((_, SourceSpec::Process(pid))) => TokenUse::Process(pid),
+            None => TokenUse::Descriptor(s.fd),
+        }
+    }
+
+    /// Watches deliveries of `signal`: each wait after one or more arrive
+    /// reports `Event { token, signal: Some(signal), count, .. }`, `count`
+    /// being the deliveries since the last report (standard signals merge
+    /// while pending, real-time ones queue). Linux: a signalfd; the signal
+    /// is **blocked in the calling thread** (threads it spawns later inherit
+    /// that), and [`remove_signal`](Poller::remove_signal) restores the old
+    /// mask. See `SEMANTICS.md`, "Signals", for threads that already exist.
+    ///
+    /// # Errors
+    /// - `AlreadyExists`: `signal` is watched under another token
+    ///   ([`Error::SignalInUse`]), or `token` is in use
+    ///   ([`Error::TokenTaken`]);
+    /// - `InvalidInput`: `SIGKILL`, `SIGSTOP`, or a number out of range;
+    /// - `Unsupported`: a backend without sources;
+    /// - what opening the source reports (`EMFILE`, …).
+    ///
+    /// Each message names the token and the signal. Nothing changes then.
+    pub fn add_signal(&mut self, token: Token, signal: i32) -> io::Result<()> {
+        if let Some(&holder) = self.signals.get(&signal) {
+            return Err(Error::SignalInUse {
+                token,
+                signal,
+                holder,
+            }
+            .into());
+        }
+        self.add_source(token, SourceSpec::Signal(signal), TokenUse::Signal(signal))?;
+        self.signals.insert(signal, token);
+        Ok(())
+    }
+
+    /// Stops watching the signal watched under `token`, and restores the
+    /// calling thread's mask as it was before [`add_signal`](Poller::add_signal).
+    /// Deliveries not yet reported are dropped.
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if `token` watches no signal.
+    pub fn remove_signal(&mut self, token: Token) -> Result<(), Error> {
+        self.remove_source(token, |spec| matches!(spec, SourceSpec::Signal(_)))
+    }
+
+    /// Watches the exit of process `pid`: the first wait after it exits
+    /// reports `Event { token, exit: Some(status), .. }` once, and the
+    /// watch ends by itself (the token is free again). Linux: a pidfd
+    /// (Linux 5.3+). **Nothing is reaped**: the status is read with
+    /// `waitid(…, WNOWAIT)`, so the parent still reaps its child (for
+    /// example with `std::process::Child::wait`); for a process that is not
+    /// our child the status is [`ExitStatus::Unknown`](crate::ExitStatus).
+    ///
+    /// # Errors
+    /// - `AlreadyExists`: `token` is in use ([`Error::TokenTaken`]);
+    /// - `NotFound`: no process `pid`;
+    /// - `Unsupported`: a kernel without pidfd (`ENOSYS`) or a backend
+    ///   without sources;
+    /// - what opening the source reports.
+    pub fn add_process(&mut self, token: Token, pid: i32) -> io::Result<()> {
+        self.add_source(token, SourceSpec::Process(pid), TokenUse::Process(pid))
+    }
+
+    /// Stops watching the process watched under `token` (before it exited).
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if `token` watches no process.
+    pub fn remove_process(&mut self, token: Token) -> Result<(), Error> {
+        self.remove_source(token, |spec| matches!(spec, SourceSpec::Process(_)))
+    }
+
+    fn add_source(&mut self, token: Token, spec: SourceSpec, wanted: TokenUse) -> io::Result<()> {
+        let holder = match self.by_token.get(&token) {
+            Some(&idx) => Some(self.slot_use(idx)),
+            None => self.token_use_other_than_descriptor(token),
+        };
+        if let Some(holder) = holder {
+            return Err(Error::TokenTaken {
+                token,
+                holder,
+                wanted,
+            }
+            .into());
+        }
+        let opened = self
+            .backend
+            .open_source(spec)
+            .map_err(|e| io::Error::new(e.kind(), format!("{token}: {wanted}: {e}")))?;
+        if let Err(e) = self.declare_interest(opened.fd, token, Interest::READABLE, Mode::Level) {
+            self.backend.close_source(opened.id);
+            return Err(e.into());
+        }
+        let idx = self.by_token[&token];
+        self.slots[idx as usize].source = Some((opened.id, spec));
+        Ok(())
+    }
+
+    fn remove_source(
+        &mut self,
+        token: Token,
+        is_kind: impl Fn(SourceSpec) -> bool,
+    ) -> Result<(), Error> {
+        let ok = self
+            .by_token
+            .get(&token)
+            .and_then(|&idx| self.slots[idx as usize].source)
+            .is_some_and(|(_, spec)| is_kind(spec));
+        if !ok {
+            return Err(Error::UnknownToken { token });
+        }
+        self.forget(token)
     }
 
     /// Syncs the interest set with the kernel in one batch, waits up to
@@ -659,6 +809,10 @@ impl<B: Backend> Poller<B> {
             let result = self
                 .backend
                 .submit_and_wait(batch, &mut self.out, room, timeout);
+            // Their watches are gone from the backend now.
+            for id in self.closing_now.drain(..) {
+                self.backend.close_source(id);
+            }
             self.take_rejections(events);
             match result {
                 Ok(()) => {}
@@ -839,6 +993,7 @@ impl<B: Backend> Poller<B> {
     /// kernel's (or that must be re-armed).
     fn build_batch(&mut self) {
         self.changes.clear();
+        self.closing_now.append(&mut self.closing);
         self.changes.append(&mut self.removals);
         for key in self.dirty.drain(..) {
             let slot = &mut self.slots[key.index() as usize];
@@ -906,6 +1061,10 @@ impl<B: Backend> Poller<B> {
             if slot.failed {
                 continue;
             }
+            if slot.source.is_some() {
+                self.source_hits.push(idx);
+                continue;
+            }
             let dirs = match slot.mode {
                 Mode::Level => Some(slot.interest),
                 Mode::Edge => from_bits(bits(slot.interest) & slot.armed),
@@ -931,17 +1090,40 @@ impl<B: Backend> Poller<B> {
             }
             self.push(events, ev);
         }
+        self.read_sources(events);
     }
-}
 
-/// A deadline in whole milliseconds on the wheel, rounded up so that a
-/// timer never fires early.
-const ENOENT: i32 = 2;
-const EEXIST: i32 = 17;
-const EINVAL: i32 = 22;
-
-fn deadline_ms(deadline: Duration) -> u64 {
-    u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    /// Reads the sources that polled readable: a signal's deliveries, a
+    /// process's exit (after which its watch ends by itself).
+    fn read_sources(&mut self, events: &mut Events) {
+        let mut hits = std::mem::take(&mut self.source_hits);
+        for idx in hits.drain(..) {
+            let slot = &self.slots[idx as usize];
+            let (Some((id, spec)), token) = (slot.source, slot.token) else {
+                continue;
+            };
+            match self.backend.read_source(id) {
+                Ok(SourceReport::Nothing) => {}
+                Ok(SourceReport::Signal { count }) => {
+                    let sig = match spec {
+                        SourceSpec::Signal(sig) => sig,
+                        SourceSpec::Process(_) => continue,
+                    };
+                    self.push(events, Event::signal_delivered(token, sig, count));
+                }
+                Ok(SourceReport::Exit(status)) => {
+                    self.push(events, Event::process_exited(token, status));
+                    let forgotten = self.forget(token);
+                    debug_assert!(forgotten.is_ok(), "a live source has a live token");
+                }
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(EIO);
+                    self.push(events, Event::rejected(token, errno));
+                }
+            }
+        }
+        self.source_hits = hits;
+    }
 }
 
 impl<B: Backend> Drop for Poller<B> {
@@ -949,5 +1131,30 @@ impl<B: Backend> Drop for Poller<B> {
         if let Some(m) = &self.mailbox {
             m.close();
         }
+        // Close every source (restoring signal masks); the backend drops
+        // its watches with itself.
+        let live: Vec<u64> = self
+            .by_token
+            .values()
+            .filter_map(|&idx| self.slots[idx as usize].source.map(|(id, _)| id))
+            .collect();
+        for id in live
+            .into_iter()
+            .chain(self.closing.drain(..))
+            .chain(self.closing_now.drain(..))
+        {
+            self.backend.close_source(id);
+        }
     }
+}
+
+/// A deadline in whole milliseconds on the wheel, rounded up so that a
+/// timer never fires early.
+const ENOENT: i32 = 2;
+const EIO: i32 = 5;
+const EEXIST: i32 = 17;
+const EINVAL: i32 = 22;
+
+fn deadline_ms(deadline: Duration) -> u64 {
+    u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }

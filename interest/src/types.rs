@@ -1,6 +1,8 @@
 //! The vocabulary: tokens, interests, modes, readiness masks and events.
 
 use std::fmt;
+
+use crate::backend::ExitStatus;
 use std::num::NonZeroU8;
 
 /// The caller's name for a registration; it comes back in every [`Event`].
@@ -248,6 +250,15 @@ pub struct Event {
     /// A user event made with [`Poller::add_user`](crate::Poller::add_user)
     /// was triggered. A user event has no other flag set.
     pub user: bool,
+    /// A signal watched with [`Poller::add_signal`](crate::Poller::add_signal)
+    /// arrived: its number; `count` says how many times.
+    pub signal: Option<i32>,
+    /// For a signal event: the deliveries since the last report (at least
+    /// 1). 0 otherwise.
+    pub count: u32,
+    /// A process watched with
+    /// [`Poller::add_process`](crate::Poller::add_process) exited, and how.
+    pub exit: Option<ExitStatus>,
 }
 
 impl Event {
@@ -264,7 +275,25 @@ impl Event {
             errno: None,
             timer: false,
             user: false,
+            signal: None,
+            count: 0,
+            exit: None,
         }
+    }
+
+    /// The event of `count` deliveries of `signal`.
+    pub const fn signal_delivered(token: Token, signal: i32, count: u32) -> Event {
+        let mut ev = Event::new(token);
+        ev.signal = Some(signal);
+        ev.count = count;
+        ev
+    }
+
+    /// The event of a watched process's exit.
+    pub const fn process_exited(token: Token, status: ExitStatus) -> Event {
+        let mut ev = Event::new(token);
+        ev.exit = Some(status);
+        ev
     }
 
     /// The event of a triggered user event.
@@ -301,6 +330,9 @@ impl Event {
             errno: None,
             timer: false,
             user: false,
+            signal: None,
+            count: 0,
+            exit: None,
         })
     }
 

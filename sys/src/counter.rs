@@ -69,6 +69,14 @@ pub enum SyscallKind {
     Close,
     /// `dup`/`dup2`/`dup3`/`F_DUPFD_CLOEXEC`.
     Dup,
+    /// `pthread_sigmask`/`rt_sigprocmask` (blocking a watched signal).
+    Sigprocmask,
+    /// `signalfd4`.
+    Signalfd,
+    /// `pidfd_open`.
+    PidfdOpen,
+    /// `waitid` (on a pidfd, `WNOWAIT`).
+    Waitid,
     /// Anything else (`open`, `unlink`, `signal`, ...).
     Other,
 }
@@ -98,6 +106,10 @@ impl SyscallKind {
         SyscallKind::Shutdown,
         SyscallKind::Close,
         SyscallKind::Dup,
+        SyscallKind::Sigprocmask,
+        SyscallKind::Signalfd,
+        SyscallKind::PidfdOpen,
+        SyscallKind::Waitid,
         SyscallKind::Other,
     ];
 
@@ -124,6 +136,10 @@ impl SyscallKind {
             SyscallKind::Shutdown => "shutdown",
             SyscallKind::Close => "close",
             SyscallKind::Dup => "dup",
+            SyscallKind::Sigprocmask => "rt_sigprocmask",
+            SyscallKind::Signalfd => "signalfd4",
+            SyscallKind::PidfdOpen => "pidfd_open",
+            SyscallKind::Waitid => "waitid",
             SyscallKind::Other => "other",
         }
     }

@@ -18,6 +18,12 @@
 //! Every function returns [`std::io::Result`]; its documentation names the C
 //! call and man page and lists the errno values that matter.
 //!
+//! On Linux, [`source`] keeps signal sources (`signalfd`, with the signal
+//! blocked in the **calling thread only**: see its docs for which threads a
+//! process-directed signal may still reach) and process sources (`pidfd`;
+//! the exit status is read with `WNOWAIT`, so **nothing is ever reaped** by
+//! evmux: the parent reaps its child as before).
+//!
 //! # Syscall counter
 //!
 //! Every wrapper records each system call it actually makes (successful or
@@ -36,8 +42,10 @@
 //! # Platforms
 //!
 //! Linux-only items (`epoll`, `eventfd`, `POLLRDHUP`, `O_TMPFILE`) are behind
-//! `#[cfg(any(target_os = "linux", target_os = "android"))]`; the rest is
-//! meant to compile on other Unix systems too.
+//! `#[cfg(any(target_os = "linux", target_os = "android"))]`; [`source`]
+//! (`signalfd`, `pidfd`, `waitid(P_PIDFD)`) is behind
+//! `#[cfg(target_os = "linux")]`; the rest is meant to compile on other Unix
+//! systems too.
 //!
 //! [`OwnedFd`]: std::os::fd::OwnedFd
 #![deny(missing_docs)]
@@ -54,6 +62,8 @@ pub mod poll;
 /// `select(2)` and its `fd_set` bitmap (`FD_SETSIZE` descriptors).
 pub mod select;
 pub mod signal;
+#[cfg(target_os = "linux")]
+pub mod source;
 pub mod time;
 
 use counter::SyscallKind;

@@ -28,6 +28,52 @@ pub fn ignore_sigpipe() -> io::Result<()> {
     }
 }
 
+/// Sends `signal` to the calling thread only (never to another thread of
+/// the process, where it might not be blocked). Counted as
+/// [`SyscallKind::Other`].
+///
+/// `raise(sig)` — see raise(3); on Linux a `tgkill` to the calling thread.
+///
+/// # Errors
+///
+/// - `EINVAL`: `signal` is not a valid signal number.
+pub fn raise(signal: i32) -> io::Result<()> {
+    enter(SyscallKind::Other)?;
+    // SAFETY: raise(3) takes a plain integer and touches no memory of ours;
+    // what the signal does is the caller's choice of signal and disposition.
+    let rc = unsafe { libc::raise(signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `signal` is blocked in the calling thread's signal mask.
+/// Counted as [`SyscallKind::Other`].
+///
+/// `pthread_sigmask(SIG_BLOCK, NULL, &old)` — see pthread_sigmask(3).
+///
+/// # Errors
+///
+/// - `EINVAL`: `signal` is not a valid signal number.
+pub fn is_blocked(signal: i32) -> io::Result<bool> {
+    enter(SyscallKind::Other)?;
+    // SAFETY: `sigset_t` is plain data; all-zero is a valid (empty) set.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new set only queries; `old` is a valid out-pointer.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: `old` was filled by pthread_sigmask; sigismember reads it.
+    match unsafe { libc::sigismember(&old, signal) } {
+        1 => Ok(true),
+        0 => Ok(false),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use evmux_interest::{
-    Backend, Capabilities, Change, Key, Output, RawEvent, Ready, Rejection, Wake, Watch,
+    Backend, Capabilities, Change, Key, OpenedSource, Output, RawEvent, Ready, Rejection,
+    SourceReport, SourceSpec, Wake, Watch,
 };
 
 use crate::world::{DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, SimWorld, World};
@@ -173,6 +174,23 @@ impl Backend for ModelBackend {
     fn now(&self) -> Duration {
         self.clock
     }
+
+    fn open_source(&mut self, spec: SourceSpec) -> io::Result<OpenedSource> {
+        let (fd, id) = self
+            .world
+            .lock()
+            .open_source(spec)
+            .map_err(|kind| io::Error::new(kind, format!("the model refuses {spec:?}")))?;
+        Ok(OpenedSource { fd, id })
+    }
+
+    fn read_source(&mut self, id: u64) -> io::Result<SourceReport> {
+        Ok(self.world.lock().read_source(id))
+    }
+
+    fn close_source(&mut self, id: u64) {
+        self.world.lock().close_source(id);
+    }
 }
 
 impl World for SharedSim {
@@ -205,6 +223,15 @@ impl World for SharedSim {
     }
     fn is_open(&self, h: Handle) -> bool {
         self.lock().is_open(h)
+    }
+    fn raise(&mut self, signal: i32) {
+        self.lock().raise(signal)
+    }
+    fn spawn(&mut self, code: i32) -> usize {
+        self.lock().spawn(code)
+    }
+    fn pid(&self, child: usize) -> i32 {
+        self.lock().pid(child)
     }
     fn kind(&self, h: Handle) -> Kind {
         self.lock().kind(h)

@@ -62,6 +62,41 @@ pub enum Step {
     AddTimerAt(usize, u64),
     /// `cancel_timer(Token(token))`.
     CancelTimer(usize),
+    /// `Registry::declare_interest`, called from another thread (joined
+    /// before the next step).
+    ThreadDeclare {
+        /// The descriptor.
+        h: Handle,
+        /// The token.
+        token: usize,
+        /// The interest.
+        interest: Interest,
+        /// The mode.
+        mode: Mode,
+    },
+    /// `Registry::forget(Token(token))`, called from another thread.
+    ThreadForget(usize),
+    /// `add_user(Token(token))`; the runner keeps the trigger.
+    AddUser(usize),
+    /// `trigger()` of the user event `token` (kept by the runner).
+    Trigger(usize),
+    /// `remove_user(Token(token))`.
+    RemoveUser(usize),
+    /// `add_signal(Token(token), signal)`.
+    AddSignal(usize, i32),
+    /// `remove_signal(Token(token))`.
+    RemoveSignal(usize),
+    /// Sends the signal to this thread (only while a source watches it).
+    Raise(i32),
+    /// Starts a child that exits at once with this code; children are
+    /// numbered from 0 in spawn order.
+    Spawn(i32),
+    /// `add_process(Token(token), pid of child)`.
+    AddProcess(usize, usize),
+    /// `add_process(Token(token), pid)` with a raw pid (bad input).
+    AddProcessRaw(usize, i32),
+    /// `remove_process(Token(token))`.
+    RemoveProcess(usize),
     /// `get_next_event` with a timeout of `ms` milliseconds. The model's
     /// clock is virtual; on real backends timer scenarios space their
     /// deadlines widely (tens of milliseconds) so that scheduling noise
@@ -109,6 +144,27 @@ impl fmt::Debug for Step {
             Step::AddTimerAt(t, ms) => write!(f, "AddTimerAt({t}, {ms})"),
             Step::CancelTimer(t) => write!(f, "CancelTimer({t})"),
             Step::WaitFor(ms) => write!(f, "WaitFor({ms})"),
+            Step::ThreadDeclare {
+                h,
+                token,
+                interest,
+                mode,
+            } => write!(
+                f,
+                "ThreadDeclare {{ h: {h}, token: {token}, interest: {}, mode: {mode:?} }}",
+                interest_src(*interest)
+            ),
+            Step::ThreadForget(t) => write!(f, "ThreadForget({t})"),
+            Step::AddUser(t) => write!(f, "AddUser({t})"),
+            Step::Trigger(t) => write!(f, "Trigger({t})"),
+            Step::RemoveUser(t) => write!(f, "RemoveUser({t})"),
+            Step::AddSignal(t, sig) => write!(f, "AddSignal({t}, {sig})"),
+            Step::RemoveSignal(t) => write!(f, "RemoveSignal({t})"),
+            Step::Raise(sig) => write!(f, "Raise({sig})"),
+            Step::Spawn(code) => write!(f, "Spawn({code})"),
+            Step::AddProcess(t, c) => write!(f, "AddProcess({t}, {c})"),
+            Step::AddProcessRaw(t, pid) => write!(f, "AddProcessRaw({t}, {pid})"),
+            Step::RemoveProcess(t) => write!(f, "RemoveProcess({t})"),
         }
     }
 }
@@ -162,6 +218,11 @@ pub enum Outcome {
     WaitFailed(String),
 }
 
+/// An `io::Error` as its kind's name (`AlreadyExists`, `InvalidInput`, …).
+fn io_error_name(e: &std::io::Error) -> String {
+    format!("{:?}", e.kind())
+}
+
 fn error_name(e: &Error) -> String {
     let s = format!("{e:?}");
     s.split([' ', '{', '(']).next().unwrap_or("").to_string()
@@ -180,6 +241,8 @@ pub fn run<B: Backend>(
     let mut tokens: HashMap<Handle, usize> = HashMap::new();
     let mut handle_of: HashMap<usize, Handle> = HashMap::new();
     let mut events = Events::with_capacity(256);
+    let mut users: HashMap<usize, evmux_interest::UserTrigger> = HashMap::new();
+    let mut registry: Option<evmux_interest::Registry> = None;
     let mut trace = Vec::with_capacity(steps.len());
     let would_block =
         |poller: &mut Poller<B>, tokens: &HashMap<Handle, usize>, h: Handle, i: Interest| {
@@ -257,6 +320,74 @@ pub fn run<B: Backend>(
             Step::AddTimer(token, ms) => Outcome::Call(
                 poller
                     .add_timer_after(Token(token), Duration::from_millis(ms))
+                    .map_err(|e| error_name(&e)),
+            ),
+            Step::ThreadDeclare {
+                h,
+                token,
+                interest,
+                mode,
+            } => {
+                let fd = world.raw_fd(h);
+                let reg = registry.get_or_insert_with(|| poller.registry().expect("registry"));
+                let reg = reg.clone();
+                let r = std::thread::spawn(move || {
+                    reg.declare_interest(fd, Token(token), interest, mode)
+                })
+                .join()
+                .expect("the registry thread");
+                Outcome::Call(r.map_err(|e| io_error_name(&e)))
+            }
+            Step::ThreadForget(token) => {
+                let reg = registry.get_or_insert_with(|| poller.registry().expect("registry"));
+                let reg = reg.clone();
+                let r = std::thread::spawn(move || reg.forget(Token(token)))
+                    .join()
+                    .expect("the registry thread");
+                Outcome::Call(r.map_err(|e| io_error_name(&e)))
+            }
+            Step::AddUser(token) => Outcome::Call(match poller.add_user(Token(token)) {
+                Ok(u) => {
+                    users.insert(token, u);
+                    Ok(())
+                }
+                Err(e) => Err(io_error_name(&e)),
+            }),
+            Step::Trigger(token) => Outcome::Call(match users.get(&token) {
+                Some(u) => u.trigger().map_err(|e| io_error_name(&e)),
+                None => Err("NoTrigger".to_string()),
+            }),
+            Step::RemoveUser(token) => {
+                Outcome::Call(poller.remove_user(Token(token)).map_err(|e| error_name(&e)))
+            }
+            Step::AddSignal(token, sig) => Outcome::Call(
+                poller
+                    .add_signal(Token(token), sig)
+                    .map_err(|e| io_error_name(&e)),
+            ),
+            Step::RemoveSignal(token) => Outcome::Call(
+                poller
+                    .remove_signal(Token(token))
+                    .map_err(|e| error_name(&e)),
+            ),
+            Step::Raise(sig) => {
+                world.raise(sig);
+                Outcome::Unit(Ok(()))
+            }
+            Step::Spawn(code) => Outcome::Opened(vec![world.spawn(code)]),
+            Step::AddProcess(token, child) => Outcome::Call(
+                poller
+                    .add_process(Token(token), world.pid(child))
+                    .map_err(|e| io_error_name(&e)),
+            ),
+            Step::AddProcessRaw(token, pid) => Outcome::Call(
+                poller
+                    .add_process(Token(token), pid)
+                    .map_err(|e| io_error_name(&e)),
+            ),
+            Step::RemoveProcess(token) => Outcome::Call(
+                poller
+                    .remove_process(Token(token))
                     .map_err(|e| error_name(&e)),
             ),
             Step::AddTimerAt(token, ms) => Outcome::Call(

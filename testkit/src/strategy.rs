@@ -246,6 +246,18 @@ pub fn realize(seeds: &[Seed]) -> Vec<Step> {
             | Step::Wait
             | Step::AddTimer(..)
             | Step::AddTimerAt(..)
+            | Step::ThreadDeclare { .. }
+            | Step::ThreadForget(_)
+            | Step::AddUser(_)
+            | Step::Trigger(_)
+            | Step::RemoveUser(_)
+            | Step::AddSignal(..)
+            | Step::RemoveSignal(_)
+            | Step::Raise(_)
+            | Step::Spawn(_)
+            | Step::AddProcess(..)
+            | Step::AddProcessRaw(..)
+            | Step::RemoveProcess(_)
             | Step::CancelTimer(_)
             | Step::WaitFor(_) => {}
         }

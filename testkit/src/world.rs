@@ -324,6 +324,18 @@ pub trait World {
     /// Whether the handle is open.
     fn is_open(&self, h: Handle) -> bool;
 
+    /// Sends `signal` to the calling thread only (real: `raise(3)`).
+    /// Scenarios raise only signals a live source watches (blocked), or the
+    /// signal's disposition would run.
+    fn raise(&mut self, signal: i32);
+
+    /// Starts a child process that exits at once with `code`; returns its
+    /// index. (Real: `sh -c 'exit CODE'`, reaped when the world drops.)
+    fn spawn(&mut self, code: i32) -> usize;
+
+    /// The pid of child `child`.
+    fn pid(&self, child: usize) -> i32;
+
     /// What the handle is.
     fn kind(&self, h: Handle) -> Kind;
 

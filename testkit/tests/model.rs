@@ -240,3 +240,154 @@ fn on_virtual_time_a_timer_is_never_early_and_under_1ms_late() {
         );
     }
 }
+
+#[test]
+fn user_triggers_coalesce_per_wait() {
+    let steps = [
+        AddUser(1),
+        Trigger(1),
+        Trigger(1),
+        Wait,
+        Wait,
+        Trigger(1),
+        Wait,
+    ];
+    let user = Event::user_triggered(Token(1));
+    assert_eq!(waits(&steps), vec![vec![user], vec![], vec![user]]);
+}
+
+#[test]
+fn registry_operations_apply_in_issue_order() {
+    let steps = [
+        Open(Pair),
+        ThreadDeclare {
+            h: 0,
+            token: 1,
+            interest: R,
+            mode: Level,
+        },
+        ThreadForget(1),
+        ThreadDeclare {
+            h: 0,
+            token: 1,
+            interest: W,
+            mode: Level,
+        },
+        Wait,
+        ThreadForget(1),
+        ThreadDeclare {
+            h: 1,
+            token: 1,
+            interest: W,
+            mode: Oneshot,
+        },
+        Wait,
+        Wait,
+    ];
+    assert_eq!(
+        waits(&steps),
+        vec![vec![writable(1)], vec![writable(1)], vec![]]
+    );
+}
+
+#[test]
+fn registry_conflicts_are_error_events() {
+    let steps = [
+        Open(Pipe),
+        decl(0, 1, R, Level),
+        ThreadDeclare {
+            h: 0,
+            token: 2,
+            interest: R,
+            mode: Level,
+        },
+        ThreadForget(7),
+        Wait,
+        Wait,
+    ];
+    assert_eq!(
+        waits(&steps),
+        vec![
+            vec![Event::rejected(Token(2), 17), Event::rejected(Token(7), 2)],
+            vec![]
+        ]
+    );
+}
+
+#[test]
+fn standard_signals_merge_and_realtime_signals_queue() {
+    let std_steps = [
+        AddSignal(1, 10),
+        Wait,
+        Raise(10),
+        Raise(10),
+        Wait,
+        Wait,
+        Raise(10),
+        Wait,
+        RemoveSignal(1),
+    ];
+    let once = Event::signal_delivered(Token(1), 10, 1);
+    assert_eq!(
+        waits(&std_steps),
+        vec![vec![], vec![once], vec![], vec![once]]
+    );
+    let rt_steps = [
+        AddSignal(1, 40),
+        Raise(40),
+        Raise(40),
+        Raise(40),
+        Wait,
+        Wait,
+    ];
+    assert_eq!(
+        waits(&rt_steps),
+        vec![vec![Event::signal_delivered(Token(1), 40, 3)], vec![]]
+    );
+}
+
+#[test]
+fn signal_bad_input_is_refused() {
+    let steps = [
+        AddSignal(1, 9),
+        AddSignal(1, 19),
+        AddSignal(1, 0),
+        AddSignal(1, 65),
+        AddSignal(1, 12),
+        AddSignal(2, 12),
+        RemoveSignal(2),
+    ];
+    let invalid = Err("InvalidInput".to_string());
+    assert_eq!(
+        calls(&steps),
+        vec![
+            invalid.clone(),
+            invalid.clone(),
+            invalid.clone(),
+            invalid,
+            Ok(()),
+            Err("AlreadyExists".to_string()),
+            Err("UnknownToken".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_process_exit_is_reported_once_and_ends_the_watch() {
+    use evmux_interest::ExitStatus;
+    let steps = [
+        Spawn(3),
+        AddProcess(1, 0),
+        WaitFor(5000),
+        Wait,
+        RemoveProcess(1),
+    ];
+    assert_eq!(
+        waits(&steps),
+        vec![
+            vec![Event::process_exited(Token(1), ExitStatus::Code(3))],
+            vec![]
+        ]
+    );
+    assert_eq!(calls(&steps), vec![Ok(()), Err("UnknownToken".to_string())]);
+}

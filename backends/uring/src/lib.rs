@@ -580,6 +580,8 @@ pub struct UringBackend {
     /// Refusals reaped by [`Backend::forget_now`], for the next wait.
     early: Output,
     start: Instant,
+    /// Signal and process sources ([`Backend::open_source`]).
+    sources: evmux_sys::source::Sources,
 }
 
 impl fmt::Debug for UringBackend {
@@ -639,6 +641,7 @@ impl UringBackend {
             stats: QuirkStats::default(),
             early: Output::default(),
             start: Instant::now(),
+            sources: evmux_sys::source::Sources::default(),
         })
     }
 
@@ -1282,6 +1285,42 @@ impl Backend for UringBackend {
                 false
             }
         }
+    }
+
+    fn open_source(
+        &mut self,
+        spec: evmux_interest::SourceSpec,
+    ) -> io::Result<evmux_interest::OpenedSource> {
+        use evmux_interest::SourceSpec as S;
+        use evmux_sys::source::SysSource;
+        let spec = match spec {
+            S::Signal(signo) => SysSource::Signal(signo),
+            S::Process(pid) => SysSource::Process(pid),
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the {} backend has no {other:?} sources", self.name()),
+                ));
+            }
+        };
+        let (fd, id) = self.sources.open(spec)?;
+        Ok(evmux_interest::OpenedSource { fd, id })
+    }
+
+    fn read_source(&mut self, id: u64) -> io::Result<evmux_interest::SourceReport> {
+        use evmux_interest::{ExitStatus as E, SourceReport as R};
+        use evmux_sys::source::{SysExit, SysReport};
+        Ok(match self.sources.read(id)? {
+            SysReport::Nothing => R::Nothing,
+            SysReport::Signal { count } => R::Signal { count },
+            SysReport::Exit(SysExit::Code(code)) => R::Exit(E::Code(code)),
+            SysReport::Exit(SysExit::Signaled(signo)) => R::Exit(E::Signaled(signo)),
+            SysReport::Exit(SysExit::Unknown) => R::Exit(E::Unknown),
+        })
+    }
+
+    fn close_source(&mut self, id: u64) {
+        self.sources.close(id);
     }
 }
 

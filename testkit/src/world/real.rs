@@ -31,6 +31,17 @@ struct Slot {
 #[derive(Debug)]
 pub struct RealWorld {
     slots: Vec<Slot>,
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for RealWorld {
+    fn drop(&mut self) {
+        // Reap every child (evmux never reaps: its process sources read the
+        // status with WNOWAIT).
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Default for RealWorld {
@@ -59,7 +70,10 @@ impl RealWorld {
         // Failure is impossible for SIGPIPE; if it happened, a later EPIPE
         // would kill the process, which is loud enough.
         let _ = evmux_sys::signal::ignore_sigpipe();
-        RealWorld { slots: Vec::new() }
+        RealWorld {
+            slots: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// How many handles were created so far (open or closed).
@@ -234,6 +248,32 @@ impl World for RealWorld {
 
     fn is_open(&self, h: Handle) -> bool {
         self.slot(h).fd.is_some()
+    }
+
+    fn raise(&mut self, signal: i32) {
+        // An unblocked signal would run its disposition (for most: end the
+        // test process). Scenarios raise only watched signals; a backend
+        // that failed to block one is a test failure, not a crash.
+        let blocked = evmux_sys::signal::is_blocked(signal).expect("pthread_sigmask query");
+        assert!(
+            blocked,
+            "signal {signal} is not blocked in this thread: no source watches it"
+        );
+        evmux_sys::signal::raise(signal).expect("raise(3) of a valid signal");
+    }
+
+    fn spawn(&mut self, code: i32) -> usize {
+        let child = std::process::Command::new("sh")
+            .args(["-c", &format!("exit {code}")])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning sh");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    fn pid(&self, child: usize) -> i32 {
+        self.children[child].id() as i32
     }
 
     fn kind(&self, h: Handle) -> Kind {

@@ -1,6 +1,8 @@
 //! The simulated world: pure bookkeeping, no syscalls.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use evmux_interest::{ExitStatus, SourceReport, SourceSpec};
 
 use super::errno::{EBADF, ECONNRESET, EINVAL, ENOTSOCK, EPIPE};
 use super::{DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, Op, World};
@@ -126,7 +128,27 @@ struct Slot {
 pub struct SimWorld {
     slots: Vec<Slot>,
     objects: Vec<Object>,
+    /// Signal and process sources, by id; `None` once closed.
+    sources: Vec<Option<SimSource>>,
+    /// Deliveries not yet read, per signal.
+    pending: BTreeMap<i32, u32>,
+    /// Exit codes of the children, by index; all have exited.
+    children: Vec<i32>,
 }
+
+/// A signalfd or pidfd of the simulation.
+#[derive(Clone, Copy, Debug)]
+struct SimSource {
+    fd: i32,
+    spec: SourceSpec,
+}
+
+/// The first simulated pid (children get `FIRST_PID + index`).
+const FIRST_PID: i32 = 1_000_000;
+/// `SIGKILL`, `SIGSTOP` and the largest signal number on Linux.
+const SIGKILL: i32 = 9;
+const SIGSTOP: i32 = 19;
+const SIGMAX: i32 = 64;
 
 impl SimWorld {
     /// A new, empty world (same as `Default`).
@@ -142,8 +164,74 @@ impl SimWorld {
     /// The readiness mask of the open descriptor numbered `fd`, `None` if
     /// no open descriptor has that number.
     pub fn fd_mask(&self, fd: i32) -> Option<Mask> {
-        let h = self.slots.iter().position(|s| s.open && s.fd == fd)?;
-        self.mask(h)
+        if let Some(h) = self.slots.iter().position(|s| s.open && s.fd == fd) {
+            return self.mask(h);
+        }
+        let src = self.sources.iter().flatten().find(|s| s.fd == fd)?;
+        let ready = match src.spec {
+            SourceSpec::Signal(sig) => self.pending.get(&sig).copied().unwrap_or(0) > 0,
+            // Every simulated child has exited.
+            _ => true,
+        };
+        Some(if ready { Mask::IN } else { Mask::EMPTY })
+    }
+
+    /// Opens a source as the Linux backends do: a signalfd (the signal
+    /// must be catchable and in range) or a pidfd (the process must
+    /// exist). Returns the descriptor number and the source's id.
+    ///
+    /// # Errors
+    /// The `io::ErrorKind` the real backends give: `InvalidInput` for a
+    /// bad signal, `NotFound` for an unknown pid.
+    pub fn open_source(&mut self, spec: SourceSpec) -> Result<(i32, u64), std::io::ErrorKind> {
+        match spec {
+            SourceSpec::Signal(sig)
+                if sig == SIGKILL || sig == SIGSTOP || !(1..=SIGMAX).contains(&sig) =>
+            {
+                return Err(std::io::ErrorKind::InvalidInput);
+            }
+            SourceSpec::Process(pid) if pid <= 0 => return Err(std::io::ErrorKind::InvalidInput),
+            SourceSpec::Process(pid)
+                if usize::try_from(pid - FIRST_PID).is_err()
+                    || (pid - FIRST_PID) as usize >= self.children.len() =>
+            {
+                return Err(std::io::ErrorKind::NotFound);
+            }
+            _ => {}
+        }
+        let fd = self.alloc_fds(1)[0];
+        self.sources.push(Some(SimSource { fd, spec }));
+        Ok((fd, (self.sources.len() - 1) as u64))
+    }
+
+    /// Reads a source: a signal's deliveries since the last read, or a
+    /// child's exit status (not reaped: it can be read again).
+    pub fn read_source(&mut self, id: u64) -> SourceReport {
+        let Some(Some(src)) = self.sources.get(id as usize).copied() else {
+            return SourceReport::Nothing;
+        };
+        match src.spec {
+            SourceSpec::Signal(sig) => match self.pending.remove(&sig) {
+                Some(count) if count > 0 => SourceReport::Signal { count },
+                _ => SourceReport::Nothing,
+            },
+            SourceSpec::Process(pid) => {
+                SourceReport::Exit(ExitStatus::Code(self.children[(pid - FIRST_PID) as usize]))
+            }
+            _ => SourceReport::Nothing,
+        }
+    }
+
+    /// Closes a source; its number becomes free. Closing a signal source
+    /// drops the deliveries not yet read (the Linux backends drain them
+    /// before they unblock the signal).
+    pub fn close_source(&mut self, id: u64) {
+        if let Some(slot) = self.sources.get_mut(id as usize)
+            && let Some(src) = slot.take()
+            && let SourceSpec::Signal(sig) = src.spec
+        {
+            self.pending.remove(&sig);
+        }
     }
 
     /// The handle of the open descriptor numbered `fd`, if any.
@@ -222,7 +310,13 @@ impl SimWorld {
 
     /// Allocates `count` lowest free numbers.
     fn alloc_fds(&self, count: usize) -> Vec<i32> {
-        let used: BTreeSet<i32> = self.slots.iter().filter(|s| s.open).map(|s| s.fd).collect();
+        let used: BTreeSet<i32> = self
+            .slots
+            .iter()
+            .filter(|s| s.open)
+            .map(|s| s.fd)
+            .chain(self.sources.iter().flatten().map(|s| s.fd))
+            .collect();
         (FIRST_FD..)
             .filter(|n| !used.contains(n))
             .take(count)
@@ -487,6 +581,30 @@ impl World for SimWorld {
 
     fn raw_fd(&self, h: Handle) -> i32 {
         self.slot(h).fd
+    }
+
+    fn raise(&mut self, signal: i32) {
+        let watched = self
+            .sources
+            .iter()
+            .flatten()
+            .any(|s| s.spec == SourceSpec::Signal(signal));
+        assert!(
+            watched,
+            "scenarios raise only watched signals (signal {signal} is not)"
+        );
+        let n = self.pending.entry(signal).or_insert(0);
+        // Standard signals merge while pending; real-time ones queue.
+        *n = if signal < 32 { 1 } else { *n + 1 };
+    }
+
+    fn spawn(&mut self, code: i32) -> usize {
+        self.children.push(code);
+        self.children.len() - 1
+    }
+
+    fn pid(&self, child: usize) -> i32 {
+        FIRST_PID + child as i32
     }
 
     fn is_open(&self, h: Handle) -> bool {
