@@ -15,7 +15,7 @@ use evmux_timers::{TimerKey, TimerWheel};
 use crate::error::{Error, TokenUse};
 use crate::mailbox::{Collected, Mailbox, Op, Registry, UserShared, UserTrigger, Waker};
 use crate::sync;
-use crate::types::{Event, Events, Interest, Mode, Token};
+use crate::types::{Event, Events, Interest, Mode, Ready, Token};
 
 /// A multiply-xor hasher for small integer keys (tokens, descriptor numbers).
 /// SipHash would cost more than the rest of `declare_interest` together.
@@ -79,6 +79,16 @@ struct Slot {
     /// A signal or process source the backend opened (its id, and what it
     /// watches); `None` for the program's own descriptors.
     source: Option<(u64, SourceSpec)>,
+    /// Readiness kept in user space ([`Poller::track_readiness`]); only
+    /// acted on when the backend keeps edges natively.
+    tracked: bool,
+    /// Tracked: directions the kernel reported ready and no `WouldBlock`
+    /// has cleared since (bits R|W).
+    known: u8,
+    /// Tracked: the readiness bits behind `known`.
+    known_mask: Ready,
+    /// Tracked: queued in `tracked_ready`.
+    queued: bool,
 }
 
 /// A registration as the table holds it; see [`Poller::registrations`].
@@ -152,6 +162,8 @@ pub struct Poller<B: Backend> {
     closing_now: Vec<u64>,
     /// Source readiness of the current wait, read after the others.
     source_hits: Vec<u32>,
+    /// Tracked registrations with known readiness.
+    tracked_ready: Vec<u32>,
     collected: Collected,
     timers: TimerWheel<Token>,
     timer_keys: IntMap<Token, TimerKey>,
@@ -191,6 +203,7 @@ impl<B: Backend> Poller<B> {
             closing: Vec::new(),
             closing_now: Vec::new(),
             source_hits: Vec::new(),
+            tracked_ready: Vec::new(),
             collected: Collected::default(),
             timers: TimerWheel::new(),
             timer_keys: IntMap::default(),
@@ -299,6 +312,9 @@ impl<B: Backend> Poller<B> {
             // of `Level` and then `Oneshot` again before the next wait nets
             // out to the kernel's own watch, which is still disarmed.
             let rearm = match slot.mode {
+                // Tracked: the kernel watches both directions edge-triggered
+                // whatever the mode; user space knows what is ready.
+                _ if slot.tracked && caps.native_edge => false,
                 // A direction disarmed since the last (re)arm, whatever the
                 // interest in between: the kernel consumed its edge.
                 Mode::Edge if caps.native_edge => slot.armed != R | W,
@@ -312,7 +328,13 @@ impl<B: Backend> Poller<B> {
             slot.failed = false;
             slot.rearm |= rearm;
             let key = Key::new(idx, slot.generation);
-            self.mark_dirty(idx, key);
+            if slot.tracked && caps.native_edge {
+                // The kernel's watch stays as it is: no change to compute.
+                // Known readiness may now be reportable.
+                self.queue_tracked(idx);
+            } else {
+                self.mark_dirty(idx, key);
+            }
             return Ok(());
         }
         if let Some(&idx) = self.by_fd.get(&fd) {
@@ -336,6 +358,10 @@ impl<B: Backend> Poller<B> {
             rearm: false,
             dirty: false,
             source: None,
+            tracked: false,
+            known: 0,
+            known_mask: Ready::EMPTY,
+            queued: false,
         };
         let idx = match self.free.pop() {
             Some(idx) => {
@@ -390,6 +416,9 @@ impl<B: Backend> Poller<B> {
         slot.live = false;
         slot.kernel = None;
         slot.dirty = false;
+        slot.tracked = false;
+        slot.known = 0;
+        slot.known_mask = Ready::EMPTY;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(idx);
         // Events already collected but not yet returned must not outlive
@@ -415,6 +444,17 @@ impl<B: Backend> Poller<B> {
         };
         let emulated = !self.caps.native_edge;
         let slot = &mut self.slots[idx as usize];
+        if slot.tracked && !emulated {
+            let b = bits(interest);
+            slot.known &= !b;
+            if b & R != 0 {
+                slot.known_mask =
+                    Ready(slot.known_mask.0 & !(Ready::IN | Ready::RDHUP | Ready::PRI).0);
+            }
+            if b & W != 0 {
+                slot.known_mask = Ready(slot.known_mask.0 & !Ready::OUT.0);
+            }
+        }
         if slot.mode == Mode::Edge {
             let before = slot.armed;
             slot.armed |= bits(interest);
@@ -422,6 +462,38 @@ impl<B: Backend> Poller<B> {
                 let key = Key::new(idx, slot.generation);
                 self.mark_dirty(idx, key);
             }
+        }
+        Ok(())
+    }
+
+    /// Opts the registration of `token` into readiness kept in user space
+    /// (`ARCHITECTURE.md`, "Beyond coalescing"): on a backend that keeps
+    /// edges natively (epoll, kqueue) the kernel watches both directions,
+    /// edge-triggered, once; the poller remembers what the kernel reported
+    /// until [`would_block`](Poller::would_block) clears it, and interest
+    /// changes never reach the kernel again: a read → write → read flip
+    /// costs no syscall even across waits. Other backends ignore it (their
+    /// changes are free already).
+    ///
+    /// The program's side: after an event, it reads (writes) until
+    /// `WouldBlock` and then calls `would_block` — as `evmux-net`'s sources
+    /// do. A level registration is then reported while that direction was
+    /// not seen to block, which equals "while ready" for such a program.
+    ///
+    /// # Errors
+    /// [`Error::UnknownToken`] if no descriptor is registered under `token`.
+    pub fn track_readiness(&mut self, token: Token) -> Result<(), Error> {
+        let Some(&idx) = self.by_token.get(&token) else {
+            return Err(Error::UnknownToken { token });
+        };
+        let slot = &mut self.slots[idx as usize];
+        if slot.source.is_some() || slot.tracked {
+            return Ok(());
+        }
+        slot.tracked = true;
+        if self.caps.native_edge {
+            let key = Key::new(idx, slot.generation);
+            self.mark_dirty(idx, key);
         }
         Ok(())
     }
@@ -785,7 +857,7 @@ impl<B: Backend> Poller<B> {
         if room == 0 {
             return Ok(events.list.len());
         }
-        let timeout = if events.list.is_empty() {
+        let timeout = if events.list.is_empty() && !self.tracked_pending() {
             timeout
         } else {
             Some(Duration::ZERO)
@@ -956,6 +1028,12 @@ impl<B: Backend> Poller<B> {
         if slot.failed {
             return None;
         }
+        if slot.tracked && caps.native_edge {
+            return Some(Watch {
+                interest: Interest::BOTH,
+                trigger: Trigger::Edge,
+            });
+        }
         match slot.mode {
             Mode::Level => Some(Watch {
                 interest: slot.interest,
@@ -1065,6 +1143,19 @@ impl<B: Backend> Poller<B> {
                 self.source_hits.push(idx);
                 continue;
             }
+            if slot.tracked && caps.native_edge {
+                let ready = raw.ready;
+                if ready.intersects(Ready::IN | Ready::RDHUP | Ready::HUP | Ready::ERR | Ready::PRI)
+                {
+                    slot.known |= R;
+                }
+                if ready.intersects(Ready::OUT | Ready::HUP | Ready::ERR) {
+                    slot.known |= W;
+                }
+                slot.known_mask = slot.known_mask | ready;
+                self.queue_tracked(idx);
+                continue;
+            }
             let dirs = match slot.mode {
                 Mode::Level => Some(slot.interest),
                 Mode::Edge => from_bits(bits(slot.interest) & slot.armed),
@@ -1091,6 +1182,68 @@ impl<B: Backend> Poller<B> {
             self.push(events, ev);
         }
         self.read_sources(events);
+        self.report_tracked(events);
+    }
+
+    /// Queues a tracked registration for the next scan of known readiness.
+    fn queue_tracked(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        if !slot.queued {
+            slot.queued = true;
+            self.tracked_ready.push(idx);
+        }
+    }
+
+    /// The directions a tracked registration would report now.
+    fn tracked_dirs(slot: &Slot) -> u8 {
+        if !slot.live || slot.failed {
+            return 0;
+        }
+        let want = bits(slot.interest) & slot.known;
+        match slot.mode {
+            Mode::Level => want,
+            Mode::Edge => want & slot.armed,
+            Mode::Oneshot if slot.enabled => want,
+            Mode::Oneshot => 0,
+        }
+    }
+
+    /// Whether some tracked registration has something to report.
+    fn tracked_pending(&self) -> bool {
+        self.tracked_ready
+            .iter()
+            .any(|&idx| Self::tracked_dirs(&self.slots[idx as usize]) != 0)
+    }
+
+    /// Reports tracked registrations from the readiness user space knows,
+    /// by their modes' rules, without asking the kernel.
+    fn report_tracked(&mut self, events: &mut Events) {
+        let mut list = std::mem::take(&mut self.tracked_ready);
+        list.retain(|&idx| {
+            let slot = &mut self.slots[idx as usize];
+            if !slot.live || !slot.tracked || slot.known == 0 {
+                slot.queued = false;
+                return false;
+            }
+            true
+        });
+        for &idx in &list {
+            let slot = &mut self.slots[idx as usize];
+            let dirs = Self::tracked_dirs(slot);
+            let Some(dirs) = from_bits(dirs) else {
+                continue;
+            };
+            let Some(ev) = Event::from_ready(slot.token, dirs, slot.known_mask) else {
+                continue;
+            };
+            match slot.mode {
+                Mode::Level => {}
+                Mode::Edge => slot.armed &= !bits(ev.interest().expect("a direction")),
+                Mode::Oneshot => slot.enabled = false,
+            }
+            self.push(events, ev);
+        }
+        self.tracked_ready = list;
     }
 
     /// Reads the sources that polled readable: a signal's deliveries, a

@@ -40,6 +40,11 @@ pub enum Step {
     },
     /// `forget(Token(token))`.
     Forget(usize),
+    /// `track_readiness(Token(token))`. Scenarios that use it keep the
+    /// program's side of that contract: the tracked descriptor is only
+    /// drained and filled (until `WouldBlock`), never read or written in
+    /// part.
+    Track(usize),
     /// One write of n bytes. `WouldBlock` re-arms the writer's edge interest.
     Write(Handle, usize),
     /// One read of up to n bytes. `WouldBlock` re-arms readable.
@@ -133,6 +138,7 @@ impl fmt::Debug for Step {
                 write!(f, "DeclareRaw {{ fd: {fd}, token: {token} }}")
             }
             Step::Forget(t) => write!(f, "Forget({t})"),
+            Step::Track(t) => write!(f, "Track({t})"),
             Step::Write(h, n) => write!(f, "Write({h}, {n})"),
             Step::Read(h, n) => write!(f, "Read({h}, {n})"),
             Step::Fill(h) => write!(f, "Fill({h})"),
@@ -277,6 +283,11 @@ pub fn run<B: Backend>(
                 let r = poller.declare_interest(fd, Token(token), Interest::READABLE, Mode::Level);
                 Outcome::Call(r.map_err(|e| error_name(&e)))
             }
+            Step::Track(token) => Outcome::Call(
+                poller
+                    .track_readiness(Token(token))
+                    .map_err(|e| error_name(&e)),
+            ),
             Step::Forget(token) => {
                 let r = poller.forget(Token(token));
                 if r.is_ok()

@@ -246,6 +246,7 @@ pub fn realize(seeds: &[Seed]) -> Vec<Step> {
             | Step::Wait
             | Step::AddTimer(..)
             | Step::AddTimerAt(..)
+            | Step::Track(_)
             | Step::ThreadDeclare { .. }
             | Step::ThreadForget(_)
             | Step::AddUser(_)

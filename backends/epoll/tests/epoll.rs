@@ -168,3 +168,44 @@ fn forget_and_reuse_number_in_one_batch_never_shows_old_token() {
     assert_eq!(evs[0].token, Token(2));
     drop((b, r));
 }
+
+/// The userver state machine of seed 001 with readiness kept in user space:
+/// each request flips the interest read → write → read *across* waits, and
+/// after registration no flip reaches the kernel.
+#[test]
+fn tracked_flips_across_waits_cost_zero_epoll_ctl() {
+    let (a, b) = fd::socketpair_stream().unwrap();
+    let mut p = poller();
+    let fd = a.as_raw_fd();
+    p.declare_interest(fd, Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    p.track_readiness(Token(1)).unwrap();
+    assert!(wait(&mut p).is_empty(), "nothing to read yet");
+    let before = counter::get(SyscallKind::EpollCtl);
+    let mut buf = [0u8; 64];
+    for round in 0..100 {
+        // A request arrives: readable.
+        fd::write(&b, b"GET").unwrap();
+        let evs = wait(&mut p);
+        assert_eq!(evs.len(), 1, "round {round}: {evs:?}");
+        assert!(evs[0].readable && !evs[0].writable);
+        assert_eq!(fd::read(&a, &mut buf).unwrap(), 3);
+        assert_eq!(
+            fd::read(&a, &mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        p.would_block(Token(1), Interest::READABLE).unwrap();
+        // Reply: interest follows the state.
+        p.declare_interest(fd, Token(1), Interest::WRITABLE, Mode::Level)
+            .unwrap();
+        let evs = wait(&mut p);
+        assert_eq!(evs.len(), 1, "round {round}: {evs:?}");
+        assert!(evs[0].writable && !evs[0].readable);
+        fd::write(&a, b"200").unwrap();
+        assert_eq!(fd::read(&b, &mut buf).unwrap(), 3);
+        p.declare_interest(fd, Token(1), Interest::READABLE, Mode::Level)
+            .unwrap();
+        assert!(wait(&mut p).is_empty(), "round {round}: no request pending");
+    }
+    assert_eq!(counter::get(SyscallKind::EpollCtl) - before, 0);
+}
