@@ -1152,7 +1152,7 @@ impl<B: Backend> Poller<B> {
                 if ready.intersects(Ready::OUT | Ready::HUP | Ready::ERR) {
                     slot.known |= W;
                 }
-                slot.known_mask = slot.known_mask | ready;
+                slot.known_mask |= ready;
                 self.queue_tracked(idx);
                 continue;
             }
