@@ -563,18 +563,7 @@ impl<B: Backend> Poller<B> {
     /// descriptor, the waker, a timer or another user event; otherwise what
     /// the backend reports when setting up its wake mechanism.
     pub fn add_user(&mut self, token: Token) -> io::Result<UserTrigger> {
-        let holder = match self.by_token.get(&token) {
-            Some(&idx) => Some(self.slot_use(idx)),
-            None => self.token_use_other_than_descriptor(token),
-        };
-        if let Some(holder) = holder {
-            return Err(Error::TokenTaken {
-                token,
-                holder,
-                wanted: TokenUse::User,
-            }
-            .into());
-        }
+        self.claim(token, TokenUse::User)?;
         let mailbox = self.mailbox()?;
         let user = sync::Arc::new(UserShared::new(token));
         self.users.insert(token, user.clone());
@@ -630,18 +619,7 @@ impl<B: Backend> Poller<B> {
     /// pending timer (use [`reset_timer`](Poller::reset_timer) to move a
     /// pending one). Nothing changes then.
     pub fn add_timer(&mut self, token: Token, deadline: Duration) -> Result<(), Error> {
-        let holder = if let Some(&idx) = self.by_token.get(&token) {
-            Some(self.slot_use(idx))
-        } else {
-            self.token_use_other_than_descriptor(token)
-        };
-        if let Some(holder) = holder {
-            return Err(Error::TokenTaken {
-                token,
-                holder,
-                wanted: TokenUse::Timer,
-            });
-        }
+        self.claim(token, TokenUse::Timer)?;
         let key = self.timers.insert(deadline_ms(deadline), token);
         self.timer_keys.insert(token, key);
         Ok(())
@@ -706,6 +684,22 @@ impl<B: Backend> Poller<B> {
                 mode: s.mode.into(),
             })
         })
+    }
+
+    /// Checks that `token` is free for `wanted`.
+    fn claim(&self, token: Token, wanted: TokenUse) -> Result<(), Error> {
+        let holder = match self.by_token.get(&token) {
+            Some(&idx) => Some(self.slot_use(idx)),
+            None => self.token_use_other_than_descriptor(token),
+        };
+        match holder {
+            Some(holder) => Err(Error::TokenTaken {
+                token,
+                holder,
+                wanted,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// What the registration in slot `idx` is, for error messages.
@@ -786,18 +780,7 @@ impl<B: Backend> Poller<B> {
     }
 
     fn add_source(&mut self, token: Token, spec: SourceSpec, wanted: TokenUse) -> io::Result<()> {
-        let holder = match self.by_token.get(&token) {
-            Some(&idx) => Some(self.slot_use(idx)),
-            None => self.token_use_other_than_descriptor(token),
-        };
-        if let Some(holder) = holder {
-            return Err(Error::TokenTaken {
-                token,
-                holder,
-                wanted,
-            }
-            .into());
-        }
+        self.claim(token, wanted)?;
         let opened = self
             .backend
             .open_source(spec)

@@ -90,3 +90,54 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
         Ok(ret)
     }
 }
+
+/// Implements the source methods of `evmux_interest::Backend`
+/// (`open_source`, `read_source`, `close_source`) for a backend that keeps
+/// a [`source::Sources`] table in the field named `$field`, translating
+/// between this crate's types and the contract's. Expands inside an
+/// `impl Backend for …` block; the methods exist on Linux only (elsewhere
+/// the contract's defaults answer `Unsupported`). The expansion names
+/// `evmux_interest`, which every backend depends on (this crate does not).
+#[macro_export]
+macro_rules! backend_sources {
+    ($field:ident) => {
+        #[cfg(target_os = "linux")]
+        fn open_source(
+            &mut self,
+            spec: ::evmux_interest::SourceSpec,
+        ) -> ::std::io::Result<::evmux_interest::OpenedSource> {
+            use ::evmux_interest::SourceSpec as S;
+            use $crate::source::SysSource;
+            let spec = match spec {
+                S::Signal(signo) => SysSource::Signal(signo),
+                S::Process(pid) => SysSource::Process(pid),
+                other => {
+                    return Err(::std::io::Error::new(
+                        ::std::io::ErrorKind::Unsupported,
+                        format!("the {} backend has no {other:?} sources", self.name()),
+                    ));
+                }
+            };
+            let (fd, id) = self.$field.open(spec)?;
+            Ok(::evmux_interest::OpenedSource { fd, id })
+        }
+
+        #[cfg(target_os = "linux")]
+        fn read_source(&mut self, id: u64) -> ::std::io::Result<::evmux_interest::SourceReport> {
+            use ::evmux_interest::{ExitStatus as E, SourceReport as R};
+            use $crate::source::{SysExit, SysReport};
+            Ok(match self.$field.read(id)? {
+                SysReport::Nothing => R::Nothing,
+                SysReport::Signal { count } => R::Signal { count },
+                SysReport::Exit(SysExit::Code(code)) => R::Exit(E::Code(code)),
+                SysReport::Exit(SysExit::Signaled(signo)) => R::Exit(E::Signaled(signo)),
+                SysReport::Exit(SysExit::Unknown) => R::Exit(E::Unknown),
+            })
+        }
+
+        #[cfg(target_os = "linux")]
+        fn close_source(&mut self, id: u64) {
+            self.$field.close(id);
+        }
+    };
+}

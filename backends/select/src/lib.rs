@@ -738,44 +738,7 @@ impl Backend for SelectBackend {
         self.start.elapsed()
     }
 
-    #[cfg(target_os = "linux")]
-    fn open_source(
-        &mut self,
-        spec: evmux_interest::SourceSpec,
-    ) -> io::Result<evmux_interest::OpenedSource> {
-        use evmux_interest::SourceSpec as S;
-        use evmux_sys::source::SysSource;
-        let spec = match spec {
-            S::Signal(signo) => SysSource::Signal(signo),
-            S::Process(pid) => SysSource::Process(pid),
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("the {} backend has no {other:?} sources", self.name()),
-                ));
-            }
-        };
-        let (fd, id) = self.sources.open(spec)?;
-        Ok(evmux_interest::OpenedSource { fd, id })
-    }
-
-    #[cfg(target_os = "linux")]
-    fn read_source(&mut self, id: u64) -> io::Result<evmux_interest::SourceReport> {
-        use evmux_interest::{ExitStatus as E, SourceReport as R};
-        use evmux_sys::source::{SysExit, SysReport};
-        Ok(match self.sources.read(id)? {
-            SysReport::Nothing => R::Nothing,
-            SysReport::Signal { count } => R::Signal { count },
-            SysReport::Exit(SysExit::Code(code)) => R::Exit(E::Code(code)),
-            SysReport::Exit(SysExit::Signaled(signo)) => R::Exit(E::Signaled(signo)),
-            SysReport::Exit(SysExit::Unknown) => R::Exit(E::Unknown),
-        })
-    }
-
-    #[cfg(target_os = "linux")]
-    fn close_source(&mut self, id: u64) {
-        self.sources.close(id);
-    }
+    evmux_sys::backend_sources!(sources);
 }
 
 /// Wakes a [`SelectBackend`] through an eventfd in its read bitmap.
