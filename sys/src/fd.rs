@@ -337,9 +337,22 @@ pub fn dup_onto(src: BorrowedFd<'_>, target: OwnedFd) -> io::Result<OwnedFd> {
         drop_counted(target);
         return Err(e);
     }
-    #[cfg(not(any(target_os = "aix", target_os = "nto")))]
+    // dup3(2) exists on Linux and the BSDs; macOS and others get dup2(2)
+    // followed by FD_CLOEXEC (not atomic, which only matters to a program
+    // that forks from another thread at the same moment).
+    #[cfg(not(any(
+        target_os = "aix",
+        target_os = "nto",
+        target_os = "macos",
+        target_os = "ios"
+    )))]
     let res = rustix::io::dup3(src, &mut target, rustix::io::DupFlags::CLOEXEC);
-    #[cfg(any(target_os = "aix", target_os = "nto"))]
+    #[cfg(any(
+        target_os = "aix",
+        target_os = "nto",
+        target_os = "macos",
+        target_os = "ios"
+    ))]
     let res = rustix::io::dup2(src, &mut target).and_then(|()| {
         crate::counter::record(SyscallKind::Fcntl);
         rustix::io::fcntl_setfd(&target, rustix::io::FdFlags::CLOEXEC)

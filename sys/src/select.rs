@@ -35,7 +35,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 /// How many descriptor numbers an [`FdSet`] holds: `0..FD_SETSIZE`.
-pub const FD_SETSIZE: RawFd = 1024;
+#[allow(clippy::unnecessary_cast)]
+pub const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
 
 type Word = libc::c_ulong;
 const WORD_BITS: usize = Word::BITS as usize;

@@ -13,7 +13,11 @@
 //! |---|---|---|---|---|---|
 //! | `EVFILT_READ` | −1 | −1 | −1 | **0** | −1 |
 //! | `EVFILT_WRITE` | −2 | −2 | −2 | **1** | −2 |
+//! | `EVFILT_PROC` | −5 | −5 | −5 | **4** | −5 |
+//! | `EVFILT_SIGNAL` | −6 | −6 | −6 | **5** | −6 |
 //! | `EVFILT_USER` | −10 | **−11** | **−9** | **8** | −10 |
+//! | `NOTE_EXITSTATUS` | 0x0400_0000 | — | — | — | — |
+//! | last signal number | 31 | **128** | 63 | 63 | 32 |
 //! | type of `filter` / `flags` | `i16` / `u16` | `i16` / `u16` | `i16` / `u16` | **`u32` / `u32`** | `i16` / `u16` |
 //!
 //! NetBSD numbers its filters from 0 upwards and widens `filter` and `flags`
@@ -22,11 +26,21 @@
 //! DragonFly. Sources: the systems' `sys/event.h` as mirrored by the `libc`
 //! crate 0.2.191, cross-checked against FreeBSD's and XNU's headers.
 //!
+//! `EVFILT_PROC`, `EVFILT_SIGNAL` and `NOTE_EXITSTATUS` are from the same
+//! `libc` release. The last signal number is not in `libc`; it is the last
+//! number each kernel accepts: `NSIG − 1` on macOS (31), NetBSD (63) and
+//! OpenBSD (32), FreeBSD's `_SIG_MAXSIG` (128; `SIGRTMAX` is 126), and 63
+//! on DragonFly, whose signal table ends there (`NSIG` 64; not checked
+//! against a DragonFly kernel). The kernels refuse a larger number with
+//! `EINVAL` anyway; the table only lets the translation refuse it first.
+//!
 //! Every `EV_*` flag this crate uses has the same value on all five systems
 //! (`EV_ADD` 0x1, `EV_DELETE` 0x2, `EV_ENABLE` 0x4, `EV_DISABLE` 0x8,
 //! `EV_ONESHOT` 0x10, `EV_CLEAR` 0x20, `EV_RECEIPT` 0x40, `EV_DISPATCH` 0x80,
-//! `EV_ERROR` 0x4000, `EV_EOF` 0x8000), and so has `NOTE_TRIGGER`
-//! (0x0100_0000). (`EV_SYSFLAGS`, which this crate does not use, differs:
+//! `EV_ERROR` 0x4000, `EV_EOF` 0x8000), and so have `NOTE_TRIGGER`
+//! (0x0100_0000), `NOTE_EXIT` (0x8000_0000), `SIGKILL` (9), `SIGSTOP` (17,
+//! not Linux's 19) and the errno values the translation names (`EPERM` 1,
+//! `ESRCH` 3, `EACCES` 13, `EINVAL` 22). (`EV_SYSFLAGS`, which this crate does not use, differs:
 //! 0xF000 on macOS, FreeBSD and NetBSD, 0xF800 on DragonFly and OpenBSD.)
 //!
 //! Whether a flag *works* is another matter: `EV_RECEIPT` and `EV_DISPATCH`
@@ -59,6 +73,30 @@ pub const EV_EOF: u16 = 0x8000;
 /// `EVFILT_USER`'s `fflags` bit that triggers the event.
 pub const NOTE_TRIGGER: u32 = 0x0100_0000;
 
+/// `EVFILT_PROC`'s `fflags` bit: watch for the process's exit.
+pub const NOTE_EXIT: u32 = 0x8000_0000;
+
+/// macOS only: with [`NOTE_EXIT`], put the exit status (as `wait(2)` encodes
+/// it) in the returned entry's `data` and this bit in its `fflags`. The
+/// kernel refuses it with `EACCES` for a process that is neither our child
+/// nor one we may send `SIGKILL`. See [`Os::exit_status_fflag`].
+pub const NOTE_EXITSTATUS: u32 = 0x0400_0000;
+
+/// `SIGKILL` (the same on all five systems): cannot be caught.
+pub const SIGKILL: i32 = 9;
+/// `SIGSTOP` (the same on all five systems, and not Linux's 19): cannot be
+/// caught.
+pub const SIGSTOP: i32 = 17;
+
+/// `EPERM` (the same on all five systems).
+pub const EPERM: i32 = 1;
+/// `ESRCH` (the same on all five systems): no such process.
+pub const ESRCH: i32 = 3;
+/// `EACCES` (the same on all five systems).
+pub const EACCES: i32 = 13;
+/// `EINVAL` (the same on all five systems).
+pub const EINVAL: i32 = 22;
+
 /// The filter numbers of one system. `i32` holds both NetBSD's unsigned
 /// numbers and the others' negative ones.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -69,6 +107,10 @@ pub struct FilterNumbers {
     pub write: i32,
     /// `EVFILT_USER`.
     pub user: i32,
+    /// `EVFILT_PROC`.
+    pub proc: i32,
+    /// `EVFILT_SIGNAL`.
+    pub signal: i32,
 }
 
 /// How the backend wakes a blocked `kevent` from another thread on a system.
@@ -117,27 +159,58 @@ impl Os {
                 read: -1,
                 write: -2,
                 user: -10,
+                proc: -5,
+                signal: -6,
             },
             Os::FreeBsd => FilterNumbers {
                 read: -1,
                 write: -2,
                 user: -11,
+                proc: -5,
+                signal: -6,
             },
             Os::DragonFly => FilterNumbers {
                 read: -1,
                 write: -2,
                 user: -9,
+                proc: -5,
+                signal: -6,
             },
             Os::NetBsd => FilterNumbers {
                 read: 0,
                 write: 1,
                 user: 8,
+                proc: 4,
+                signal: 5,
             },
             Os::OpenBsd => FilterNumbers {
                 read: -1,
                 write: -2,
                 user: -10,
+                proc: -5,
+                signal: -6,
             },
+        }
+    }
+
+    /// The last signal number this system's kernel accepts (see the table
+    /// above).
+    pub const fn max_signal(self) -> i32 {
+        match self {
+            Os::MacOs => 31,
+            Os::FreeBsd => 128,
+            Os::DragonFly | Os::NetBsd => 63,
+            Os::OpenBsd => 32,
+        }
+    }
+
+    /// The `fflags` bit that asks `EVFILT_PROC` for the exit status along
+    /// with [`NOTE_EXIT`], where one is needed: [`NOTE_EXITSTATUS`] on macOS.
+    /// The BSDs always put the status in `data`.
+    pub const fn exit_status_fflag(self) -> Option<u32> {
+        match self {
+            Os::MacOs => Some(NOTE_EXITSTATUS),
+            Os::FreeBsd | Os::DragonFly | Os::NetBsd | Os::OpenBsd => None,
         }
     }
 

@@ -5,22 +5,29 @@
 //!
 //! The crate has two parts, and only one of them is tested by this project:
 //!
-//! - [`translate`] and [`consts`] are pure: evmux's changes to a kqueue
-//!   changelist, kqueue's returned entries to readiness masks and
-//!   rejections, the regular files kept in user space, the timeout, and the
-//!   decision which `kevent` calls a wait makes. They use no syscall and no
-//!   libc type, are compiled on every OS, and are unit-tested on Linux
-//!   (`cargo test -p evmux-kqueue`).
+//! - [`translate`], [`source`] and [`consts`] are pure: evmux's changes to
+//!   a kqueue changelist, kqueue's returned entries to readiness masks and
+//!   rejections, the regular files kept in user space, the timeout, the
+//!   decision which `kevent` calls a wait makes, and the signal and process
+//!   sources (validation, their entries, their counts and exit statuses).
+//!   They use no syscall and no libc type, are compiled on every OS, and
+//!   are unit-tested on Linux (`cargo test -p evmux-kqueue`).
 //! - `KqueueBackend`, the [`Backend`](evmux_interest::Backend), is a thin
 //!   syscall layer over that: `kqueue()`, one `kevent()` per wait, `fstat`
-//!   once per registration, and the waker. It is compiled only on the five
-//!   systems above. **No machine of this project runs any of them, so that
-//!   layer has never been compiled by this project's CI nor run by anyone
-//!   here**; it was written against the headers and kernel sources of those
-//!   systems and type-checked against stand-ins of the `libc` and `rustix`
-//!   items it uses. Run `cargo test` and the conformance suite on a BSD or a
-//!   Mac before relying on it. Everywhere else the crate exports only the
-//!   pure modules, [`AVAILABLE`] = `false` and [`UNAVAILABLE_REASON`].
+//!   once per registration, the waker, and for sources one `kevent()` to
+//!   add or delete a knote, `fcntl(F_DUPFD_CLOEXEC)` and `sigaction()`. It
+//!   is compiled only on the five systems above. **No machine of this
+//!   project runs any of them, so that layer has never been run by anyone
+//!   here, nor compiled by this project's CI**; it was written against the
+//!   headers and kernel sources of those systems. It has been type-checked
+//!   and linted by hand, once, from Linux (`cargo +nightly clippy -Z
+//!   build-std --target …`, which needs no BSD machine) for x86_64
+//!   FreeBSD, OpenBSD, DragonFly, NetBSD and macOS, aarch64 macOS and i686
+//!   FreeBSD; that also evaluates the compile-time checks of [`consts`]
+//!   against each system's `libc`. It has never been linked or run. Run
+//!   `cargo test` and the conformance suite on a BSD or a Mac before
+//!   relying on it. Everywhere else the crate exports only
+//!   the pure modules, [`AVAILABLE`] = `false` and [`UNAVAILABLE_REASON`].
 //!
 //! ## How a wait maps to `kevent`
 //!
@@ -115,11 +122,73 @@
 //! files in a user-space list, reported every wait for level and once per
 //! (re)arm for edge and oneshot; no wait blocks while such a report is due.
 //!
+//! ## Signals and process exits: native filters
+//!
+//! `add_signal` and `add_process` (`SEMANTICS.md`, "Signals", "Process
+//! exits") use kqueue's own `EVFILT_SIGNAL` and `EVFILT_PROC`/`NOTE_EXIT`;
+//! see [`source`] for the entries. The driver expects a descriptor to watch
+//! for each source and there is none, so the backend hands it an *identity
+//! descriptor*: a close-on-exec duplicate of the kqueue descriptor (the
+//! lowest free number, as SEMANTICS asks; no path to open, no new kernel
+//! object; a pipe would cost two descriptors and `/dev/null` may be out of
+//! reach in a sandbox). The translator recognises the driver's
+//! registration of that number and never hands it to the kernel: it binds
+//! the source to the registration's key, and reports `IN` for the key when
+//! the knote's entry comes back (and at every wait while something is
+//! unread, as a level-triggered signalfd or pidfd would be). So the driver
+//! is unchanged. The knote itself is added at `open_source`, in a `kevent`
+//! call of its own, so that an unknown pid is `NotFound` from
+//! `add_process`, and deleted at `close_source`; `read_source` makes no
+//! syscall.
+//!
+//! Signals. `EVFILT_SIGNAL` records every attempt to deliver the signal to
+//! the process, from any thread, but has lower precedence than the
+//! signal's disposition, which still runs — by default most signals end
+//! the process. evmux decides, rather than leaving it to the program: while
+//! any source of this process watches a signal, the backend installs a
+//! handler that does nothing (`sigaction`, `SA_RESTART`), process-wide, and
+//! restores the saved action when the last such source closes. Not
+//! blocking (as on Linux): kqueue never consumes a blocked signal, so it
+//! would stay pending and run its disposition when unblocked, and queued
+//! real-time signals would pile up. Not `SIG_IGN`: an ignored `SIGCHLD` is
+//! not recorded and makes the kernel reap children, and `SIG_IGN` is
+//! inherited across `execve`. Consequences, which differ from Linux:
+//!
+//! - There is no thread caveat: the signal is seen whichever thread it is
+//!   delivered to. But the program's own handler for that signal does not
+//!   run while it is watched (as on Linux, where it is blocked), and a
+//!   program that calls `sigaction` for it meanwhile replaces evmux's
+//!   handler (the filter still records the signal, but the program's
+//!   disposition runs).
+//! - The no-op handler runs in whichever thread takes the signal, so, as
+//!   with any caught signal, a blocking call there that `SA_RESTART` does
+//!   not restart fails with `EINTR`.
+//! - `count` is the number of delivery attempts since the last read: a
+//!   standard signal sent twice before the wait counts 2 (on Linux the
+//!   second merges into the pending one: 1).
+//!
+//! Processes. `NOTE_EXIT` with `EV_ONESHOT` reports the exit once; the
+//! entry's `data` is the status as `wait(2)` encodes it, decoded by
+//! [`source::decode_wait_status`]. Nothing is reaped. The BSDs give the
+//! status of any process we may watch, where Linux gives it only for our
+//! unreaped child (otherwise `Unknown`). macOS gives it only with
+//! `NOTE_EXITSTATUS`, which it refuses (`EACCES`) for a process that is
+//! neither our child nor one we may send `SIGKILL`; the backend then
+//! watches it without the status, which is `Unknown`
+//! ([`source::SourcePlan::refused`]). Unverified, from the kernel sources:
+//! a child that has exited but is not yet reaped is reported at once by
+//! FreeBSD, but macOS and OpenBSD refuse to attach to a zombie (`ESRCH`,
+//! so `NotFound`), where Linux reports the exit.
+//!
 //! ## Other portability notes
 //!
 //! - The waker is an `EVFILT_USER` event (`NOTE_TRIGGER`, `EV_CLEAR`:
 //!   wakes coalesce) on macOS, FreeBSD and DragonFly, and a self-pipe on
-//!   NetBSD and OpenBSD ([`consts::WakeMechanism`]).
+//!   NetBSD and OpenBSD ([`consts::WakeMechanism`]). evmux's user events
+//!   (`Poller::add_user`, after `EVFILT_USER`) live in the driver's mailbox
+//!   and wake the wait through this waker, so on the first three they ride
+//!   on `EVFILT_USER` already: one knote (identifier 0) for every waker and
+//!   user event of a poller.
 //! - `EV_DISPATCH` is missing from OpenBSD kernels of 2018 and before; there
 //!   a oneshot registration behaves as level in the kernel and the driver
 //!   drops the repeats, at the cost of wake-ups while it stays ready.
@@ -136,6 +205,7 @@
 #![deny(unsafe_code)]
 
 pub mod consts;
+pub mod source;
 pub mod translate;
 
 #[cfg(any(

@@ -1,6 +1,8 @@
-//! The syscall layer: `kqueue()`, `kevent()`, `fstat()` and the waker.
-//! Compiled only on macOS and the BSDs; see the crate documentation for
-//! what that means for testing. Every decision is taken by
+//! The syscall layer: `kqueue()`, `kevent()`, `fstat()`, the waker, and for
+//! signal and process sources `fcntl(F_DUPFD_CLOEXEC)` (the identity
+//! descriptor) and `sigaction()` (a signal's handler). Compiled only on
+//! macOS and the BSDs; see the crate documentation for what that means for
+//! testing. Every decision is taken by
 //! [`Translator`]; this module converts between [`KEvent`] and
 //! `libc::kevent` and makes the calls it is told to.
 //!
@@ -8,6 +10,7 @@
 //! 1.1's `Event` gives no access to `fflags` of a read or write entry, which
 //! carries the socket error that becomes `ERR`. rustix creates the kqueue.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
@@ -16,7 +19,9 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use evmux_interest::{Backend, Capabilities, Change, Key, Output, Wake};
+use evmux_interest::{
+    Backend, Capabilities, Change, Key, OpenedSource, Output, SourceReport, SourceSpec, Wake,
+};
 use evmux_sys::counter::SyscallKind;
 
 use crate::consts::{self, Os};
@@ -35,6 +40,8 @@ const _: () = {
     assert!(libc::EVFILT_READ as i32 == f.read);
     assert!(libc::EVFILT_WRITE as i32 == f.write);
     assert!(libc::EVFILT_USER as i32 == f.user);
+    assert!(libc::EVFILT_PROC as i32 == f.proc);
+    assert!(libc::EVFILT_SIGNAL as i32 == f.signal);
     assert!(libc::EV_ADD as u32 == consts::EV_ADD as u32);
     assert!(libc::EV_DELETE as u32 == consts::EV_DELETE as u32);
     assert!(libc::EV_ENABLE as u32 == consts::EV_ENABLE as u32);
@@ -46,7 +53,24 @@ const _: () = {
     assert!(libc::EV_ERROR as u32 == consts::EV_ERROR as u32);
     assert!(libc::EV_EOF as u32 == consts::EV_EOF as u32);
     assert!(libc::NOTE_TRIGGER == consts::NOTE_TRIGGER);
+    assert!(libc::NOTE_EXIT == consts::NOTE_EXIT);
+    assert!(libc::SIGKILL == consts::SIGKILL);
+    assert!(libc::SIGSTOP == consts::SIGSTOP);
+    assert!(libc::EPERM == consts::EPERM);
+    assert!(libc::ESRCH == consts::ESRCH);
+    assert!(libc::EACCES == consts::EACCES);
+    assert!(libc::EINVAL == consts::EINVAL);
 };
+
+#[cfg(target_os = "macos")]
+const _: () = assert!(matches!(
+    NATIVE.exit_status_fflag(),
+    Some(consts::NOTE_EXITSTATUS)
+));
+#[cfg(target_os = "macos")]
+const _: () = assert!(libc::NOTE_EXITSTATUS == consts::NOTE_EXITSTATUS);
+#[cfg(not(target_os = "macos"))]
+const _: () = assert!(NATIVE.exit_status_fflag().is_none());
 
 /// Consults the fault seam and counts the syscall, as `evmux-sys` does for
 /// its own wrappers. `kqueue` and `kevent` have no kind of their own there
@@ -105,6 +129,8 @@ fn to_native(ev: &KEvent, flags: u16) -> libc::kevent {
         Filter::Read => libc::EVFILT_READ,
         Filter::Write => libc::EVFILT_WRITE,
         Filter::User => libc::EVFILT_USER,
+        Filter::Proc => libc::EVFILT_PROC,
+        Filter::Signal => libc::EVFILT_SIGNAL,
     };
     k.flags = widen(flags);
     k.fflags = ev.fflags;
@@ -124,6 +150,10 @@ fn from_native(k: &libc::kevent) -> Option<KEvent> {
         Filter::Write
     } else if filter == libc::EVFILT_USER {
         Filter::User
+    } else if filter == libc::EVFILT_PROC {
+        Filter::Proc
+    } else if filter == libc::EVFILT_SIGNAL {
+        Filter::Signal
     } else {
         return None;
     };
@@ -146,6 +176,17 @@ fn kevent(
     timeout: Option<KTimespec>,
 ) -> io::Result<usize> {
     enter(SyscallKind::Other)?;
+    kevent_unfaulted(kq, changes, events, timeout)
+}
+
+/// [`kevent`] without the fault seam (counted by the caller): for
+/// clean-up, which an injected fault must not turn into a leak.
+fn kevent_unfaulted(
+    kq: RawFd,
+    changes: &[libc::kevent],
+    events: &mut [libc::kevent],
+    timeout: Option<KTimespec>,
+) -> io::Result<usize> {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: fit(t.sec),
         tv_nsec: fit(t.nsec),
@@ -207,6 +248,8 @@ fn fd_kind(fd: RawFd) -> FdKind {
 pub struct KqueueBackend {
     kq: Arc<OwnedFd>,
     tr: Translator,
+    /// The identity descriptors of the open sources, by id.
+    source_fds: HashMap<u64, OwnedFd>,
     changes: Vec<libc::kevent>,
     events: Vec<libc::kevent>,
     taken: Vec<KEvent>,
@@ -237,6 +280,7 @@ impl KqueueBackend {
         Ok(KqueueBackend {
             kq: Arc::new(kq),
             tr: Translator::new(),
+            source_fds: HashMap::new(),
             changes: Vec::new(),
             events: Vec::new(),
             taken: Vec::new(),
@@ -324,6 +368,182 @@ impl Backend for KqueueBackend {
 
     fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// `EVFILT_SIGNAL` or `EVFILT_PROC` (see [`crate::source`]): the
+    /// translator validates and plans; then a duplicate of the kqueue
+    /// descriptor becomes the identity the driver watches, a signal gets
+    /// evmux's handler ([`handlers`]), and the knote is added by a `kevent`
+    /// call of its own (no eventlist: a refusal is the call's error).
+    fn open_source(&mut self, spec: SourceSpec) -> io::Result<OpenedSource> {
+        let mut plan = self.tr.plan_source(NATIVE, spec)?;
+        enter(SyscallKind::Dup)?;
+        let fd = rustix::io::fcntl_dupfd_cloexec(&*self.kq, 0)?;
+        let signal = match spec {
+            SourceSpec::Signal(signo) => Some(signo),
+            _ => None,
+        };
+        if let Some(signo) = signal {
+            handlers::hold(signo)?;
+        }
+        while let Some(ev) = plan.add() {
+            let added = kevent(
+                self.kq.as_raw_fd(),
+                &[to_native(ev, ev.flags)],
+                &mut [],
+                Some(KTimespec::ZERO),
+            );
+            let Err(e) = added else { break };
+            let next = match e.raw_os_error() {
+                Some(errno) => plan.refused(errno),
+                None => Err(e),
+            };
+            match next {
+                Ok(retry) => plan = retry,
+                Err(e) => {
+                    if let Some(signo) = signal {
+                        handlers::release(signo);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let raw = fd.as_raw_fd();
+        let id = self.tr.open_source(plan, raw);
+        self.source_fds.insert(id, fd);
+        Ok(OpenedSource { fd: raw, id })
+    }
+
+    /// No syscall: the deliveries and the exit were taken from the entries
+    /// the waits returned.
+    fn read_source(&mut self, id: u64) -> io::Result<SourceReport> {
+        self.tr.read_source(id)
+    }
+
+    /// Deletes the knote (unless the kernel dropped it already), restores
+    /// a signal's handler when no source of this process watches it any
+    /// more, and closes the identity descriptor. Counted, never faulted.
+    fn close_source(&mut self, id: u64) {
+        let Some(closed) = self.tr.close_source(id) else {
+            return;
+        };
+        if let Some(ev) = closed.delete {
+            evmux_sys::counter::record(SyscallKind::Other);
+            // ENOENT (the process exited and the kernel dropped the knote
+            // since the last wait) and the like leave nothing to undo.
+            let _ = kevent_unfaulted(
+                self.kq.as_raw_fd(),
+                &[to_native(&ev, ev.flags)],
+                &mut [],
+                Some(KTimespec::ZERO),
+            );
+        }
+        if let SourceSpec::Signal(signo) = closed.spec {
+            handlers::release(signo);
+        }
+        if self.source_fds.remove(&id).is_some() {
+            evmux_sys::counter::record(SyscallKind::Close);
+        }
+    }
+}
+
+impl Drop for KqueueBackend {
+    /// Closes the sources left open (the driver closes its own first), so
+    /// that signal handlers are restored; the waker may keep the kqueue
+    /// itself alive.
+    fn drop(&mut self) {
+        for id in self.tr.source_ids() {
+            self.close_source(id);
+        }
+    }
+}
+
+/// The handler a watched signal gets while any source of this process
+/// watches it, and the refcount that restores the old action.
+///
+/// `EVFILT_SIGNAL` records every attempt to deliver a signal, but has lower
+/// precedence than the signal's disposition, which still runs: the default
+/// action of most signals ends the process. The backend therefore installs
+/// a handler that does nothing (`SA_RESTART`, empty mask) with
+/// `sigaction(2)` when the first source of a signal opens, process-wide,
+/// and restores the saved action when the last one closes. Not `SIG_IGN`:
+/// an ignored `SIGCHLD` is not recorded by the filter and makes the kernel
+/// reap children (no exit status left for `add_process`), and `SIG_IGN`,
+/// unlike a handler, is inherited across `execve` by children.
+mod handlers {
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::ptr;
+    use std::sync::{Mutex, PoisonError};
+
+    use evmux_sys::counter::SyscallKind;
+
+    struct Held {
+        signo: i32,
+        count: usize,
+        old: libc::sigaction,
+    }
+
+    /// The signals this process holds, with the actions they had.
+    static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+    extern "C" fn do_nothing(_: libc::c_int) {}
+
+    fn zeroed_sigaction() -> libc::sigaction {
+        // SAFETY: `struct sigaction` is a handler address (an integer in
+        // `libc`), an integer flags field and a `sigset_t` (integers), for
+        // all of which all-zero bytes are a valid value.
+        unsafe { MaybeUninit::<libc::sigaction>::zeroed().assume_init() }
+    }
+
+    /// Installs the handler for `signo` unless this process holds it
+    /// already.
+    pub(super) fn hold(signo: i32) -> io::Result<()> {
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = held.iter_mut().find(|h| h.signo == signo) {
+            h.count += 1;
+            return Ok(());
+        }
+        super::enter(SyscallKind::Other)?;
+        let mut act = zeroed_sigaction();
+        act.sa_sigaction = do_nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        act.sa_flags = libc::SA_RESTART;
+        // SAFETY: `act.sa_mask` is a `sigset_t` we own; `sigemptyset` only
+        // writes it.
+        unsafe { libc::sigemptyset(&mut act.sa_mask) };
+        let mut old = zeroed_sigaction();
+        // SAFETY: `act` is a fully initialised action whose handler is a
+        // valid `extern "C" fn(c_int)` that touches nothing (so it is
+        // async-signal-safe); `old` is ours to be written. An invalid
+        // `signo` is refused with `EINVAL`.
+        if unsafe { libc::sigaction(signo, &act, &mut old) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        held.push(Held {
+            signo,
+            count: 1,
+            old,
+        });
+        Ok(())
+    }
+
+    /// Releases one hold of `signo`; the last restores the saved action.
+    /// Counted, never faulted; a failure (none is expected for an action
+    /// the kernel gave us) leaves the handler in place.
+    pub(super) fn release(signo: i32) {
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(pos) = held.iter().position(|h| h.signo == signo) else {
+            return;
+        };
+        held[pos].count -= 1;
+        if held[pos].count > 0 {
+            return;
+        }
+        let h = held.swap_remove(pos);
+        evmux_sys::counter::record(SyscallKind::Other);
+        // SAFETY: `h.old` is the action `sigaction` gave us for this signal,
+        // unchanged; the old action is not asked for (null).
+        unsafe { libc::sigaction(signo, &h.old, ptr::null_mut()) };
     }
 }
 

@@ -17,16 +17,28 @@
 //! 3. [`Translator::next_call`] says whether a second call is needed (when
 //!    the kernel skipped collecting events because a change produced an
 //!    `EV_ERROR` entry that turned out not to be a rejection), and so on.
+//!
+//! Signal and process sources ([`crate::source`]) are opened, read and
+//! closed outside waits ([`Translator::plan_source`],
+//! [`Translator::open_source`], [`Translator::read_source`],
+//! [`Translator::close_source`]); within a wait, the driver's changes for
+//! their identity descriptors only bind them to a key, and their returned
+//! entries become readiness of that key.
 
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use evmux_interest::{Change, Interest, Key, Output, RawEvent, Ready, Rejection, Trigger, Watch};
+use evmux_interest::{
+    Change, Interest, Key, Output, RawEvent, Ready, Rejection, SourceReport, SourceSpec, Trigger,
+    Watch,
+};
 
 use crate::consts::{
     EV_ADD, EV_CLEAR, EV_DELETE, EV_DISABLE, EV_DISPATCH, EV_EOF, EV_ERROR, EV_RECEIPT, Os,
 };
+use crate::source::{ClosedSource, SourcePlan, SourceTable};
 
 /// A kqueue filter, by meaning; its number depends on the system
 /// ([`Filter::raw`]).
@@ -38,6 +50,10 @@ pub enum Filter {
     Write,
     /// `EVFILT_USER` (the waker).
     User,
+    /// `EVFILT_PROC` (a process source; `ident` is the pid).
+    Proc,
+    /// `EVFILT_SIGNAL` (a signal source; `ident` is the signal number).
+    Signal,
 }
 
 impl Filter {
@@ -48,30 +64,45 @@ impl Filter {
             Filter::Read => n.read,
             Filter::Write => n.write,
             Filter::User => n.user,
+            Filter::Proc => n.proc,
+            Filter::Signal => n.signal,
         }
     }
 
-    /// The filter numbered `raw` on `os`, if it is one of the three.
+    /// Every filter this crate uses.
+    pub const ALL: [Filter; 5] = [
+        Filter::Read,
+        Filter::Write,
+        Filter::User,
+        Filter::Proc,
+        Filter::Signal,
+    ];
+
+    /// The filter numbered `raw` on `os`, if it is one of [`Filter::ALL`].
     pub fn from_raw(os: Os, raw: i32) -> Option<Filter> {
-        [Filter::Read, Filter::Write, Filter::User]
-            .into_iter()
-            .find(|f| f.raw(os) == raw)
+        Filter::ALL.into_iter().find(|f| f.raw(os) == raw)
     }
 
-    /// The direction a descriptor filter watches (`None` for `User`).
+    /// The direction a descriptor filter watches (`None` for the others).
     pub const fn interest(self) -> Option<Interest> {
         match self {
             Filter::Read => Some(Interest::READABLE),
             Filter::Write => Some(Interest::WRITABLE),
-            Filter::User => None,
+            Filter::User | Filter::Proc | Filter::Signal => None,
         }
+    }
+
+    /// Whether this is a source's filter (`EVFILT_PROC`, `EVFILT_SIGNAL`),
+    /// whose `ident` is not a descriptor.
+    pub const fn is_source(self) -> bool {
+        matches!(self, Filter::Proc | Filter::Signal)
     }
 
     const fn bit(self) -> u8 {
         match self {
             Filter::Read => 0b01,
             Filter::Write => 0b10,
-            Filter::User => 0,
+            Filter::User | Filter::Proc | Filter::Signal => 0,
         }
     }
 }
@@ -255,7 +286,8 @@ pub fn change_entries(c: &Change, udata: u64, delete_udata: u64, out: &mut Vec<K
 /// - `EVFILT_WRITE`: `OUT`; with `EV_EOF`, `OUT|HUP` on a socket (writes
 ///   would fail with `EPIPE`), plus `ERR` with a socket error; on a pipe
 ///   `OUT|ERR`, because Linux reports a pipe without readers as `POLLERR`.
-/// - `EVFILT_USER`: `IN` (the waker).
+/// - `EVFILT_USER`: `IN` (the waker); `EVFILT_PROC`, `EVFILT_SIGNAL`: `IN`
+///   (a source has something to read).
 pub fn ready_from_kevent(kind: FdKind, ev: &KEvent) -> Ready {
     let eof = ev.has(EV_EOF);
     let pipe = kind == FdKind::Fifo;
@@ -277,7 +309,7 @@ pub fn ready_from_kevent(kind: FdKind, ev: &KEvent) -> Ready {
         Filter::Write if !eof => Ready::OUT,
         Filter::Write if pipe => Ready::OUT | Ready::ERR,
         Filter::Write => Ready::OUT | Ready::HUP | socket_error,
-        Filter::User => Ready::IN,
+        Filter::User | Filter::Proc | Filter::Signal => Ready::IN,
     }
 }
 
@@ -339,7 +371,9 @@ struct Refused {
 
 #[derive(Copy, Clone, Debug, Default)]
 struct WaitState {
-    /// Room for readiness left after the regular files.
+    /// The most readiness entries this wait may report.
+    max: usize,
+    /// Room for readiness left after the regular files and sources.
     room: usize,
     /// The timeout for a call that waits.
     timeout: Option<KTimespec>,
@@ -372,6 +406,9 @@ pub struct Translator {
     woke: bool,
     refused: Vec<Refused>,
     new_keys: Vec<Key>,
+    sources: SourceTable,
+    /// Scratch: keys of sources a returned entry made readable.
+    source_keys: Vec<Key>,
 }
 
 impl Default for Translator {
@@ -409,6 +446,8 @@ impl Translator {
             woke: false,
             refused: Vec::new(),
             new_keys: Vec::new(),
+            sources: SourceTable::default(),
+            source_keys: Vec::new(),
         }
     }
 
@@ -447,9 +486,57 @@ impl Translator {
         self.files.len()
     }
 
+    /// How many signal and process sources are open.
+    pub fn open_sources(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// The first step of [`Backend::open_source`](evmux_interest::Backend):
+    /// validates `spec` for `os` and says which entry to submit (see
+    /// [`SourcePlan`]). Nothing changes until
+    /// [`open_source`](Translator::open_source).
+    ///
+    /// # Errors
+    /// `InvalidInput` for `SIGKILL`, `SIGSTOP`, a signal number outside
+    /// `1..=`[`Os::max_signal`], or `pid ≤ 0`; `Unsupported` for a kind of
+    /// source kqueue has no filter for.
+    pub fn plan_source(&self, os: Os, spec: SourceSpec) -> io::Result<SourcePlan> {
+        self.sources.plan(os, spec)
+    }
+
+    /// Records a source whose [`SourcePlan::add`] the kernel accepted (or
+    /// that had none), watched by the driver through the identity
+    /// descriptor `fd`. Returns its id.
+    pub fn open_source(&mut self, plan: SourcePlan, fd: RawFd) -> u64 {
+        self.sources.open(plan, fd)
+    }
+
+    /// What source `id` has to report: the deliveries since the last read
+    /// (saturating at `u32::MAX`), an exit once, or nothing.
+    ///
+    /// # Errors
+    /// `NotFound` for an id that is not open.
+    pub fn read_source(&mut self, id: u64) -> io::Result<SourceReport> {
+        self.sources.read(id)
+    }
+
+    /// Forgets source `id` and says what the syscall layer must undo (see
+    /// [`ClosedSource`]); `None` for an id that is not open. Its unread
+    /// deliveries are dropped.
+    pub fn close_source(&mut self, id: u64) -> Option<ClosedSource> {
+        let delete_udata = self.udata(Key::WAKER);
+        self.sources.close(id, delete_udata)
+    }
+
+    /// The ids of the open sources.
+    pub fn source_ids(&self) -> Vec<u64> {
+        self.sources.ids().collect()
+    }
+
     /// Starts a wait: builds the changelist for `changes`, reports the
-    /// regular files that are due into `out` (at most `max_events`), and
-    /// returns the first `kevent` call to make, if any.
+    /// regular files that are due and the sources with something unread
+    /// into `out` (at most `max_events`), and returns the first `kevent`
+    /// call to make, if any.
     ///
     /// The call waits only if nothing is reported yet; it submits the
     /// changelist and collects events at once when the changelist is no
@@ -494,6 +581,7 @@ impl Translator {
 
         let max = max_events.clamp(1, MAX_EVENTS_PER_CALL);
         self.report_files(out, max);
+        self.report_sources(out, max);
         let room = max.saturating_sub(out.events.len());
         let timeout = if out.events.is_empty() {
             timespec(timeout)
@@ -502,6 +590,7 @@ impl Translator {
         };
         let n = self.changelist.len();
         self.wait = WaitState {
+            max,
             room,
             timeout,
             submitted: n > 0,
@@ -540,6 +629,15 @@ impl Translator {
                 .contains_key(&c.key)
                 .then_some(FdKind::Regular),
         };
+        // A source's identity descriptor: bind, never a kernel entry. (A
+        // key the kernel watches as a descriptor is not a source's, even if
+        // its number was closed and reused for one.)
+        if known.is_none()
+            && let Some(id) = self.sources.by_fd(c.fd)
+        {
+            self.sources.bind(id, c.key, c.new.is_some());
+            return;
+        }
         let udata = self.udata(c.key);
         let delete_udata = self.udata(Key::WAKER);
         match c.new {
@@ -622,6 +720,31 @@ impl Translator {
         }
     }
 
+    /// Sources are level: one with something unread is reported at every
+    /// wait until the driver reads it.
+    fn report_sources(&mut self, out: &mut Output, max: usize) {
+        let mut keys = std::mem::take(&mut self.source_keys);
+        keys.clear();
+        keys.extend(self.sources.unread_keys());
+        for &key in &keys {
+            self.report_source(key, out, max);
+        }
+        self.source_keys = keys;
+    }
+
+    /// Reports `IN` for a source's key, once per wait, if there is room
+    /// (otherwise a later wait reports it: it stays unread).
+    fn report_source(&mut self, key: Key, out: &mut Output, max: usize) {
+        if self.seen.contains_key(&key) || out.events.len() >= max {
+            return;
+        }
+        self.seen.insert(key, (out.events.len(), 0));
+        out.events.push(RawEvent {
+            key,
+            ready: Ready::IN,
+        });
+    }
+
     /// The registration `ident`/`udata` belong to: the one watching that
     /// descriptor, if its `udata` matches (otherwise the entry is stale).
     fn resolve(&self, ident: usize, udata: u64) -> Option<Key> {
@@ -655,7 +778,8 @@ impl Translator {
         for ev in results {
             if ev.has(EV_ERROR) {
                 self.wait.error_entries = true;
-                if ev.data == 0 || ev.udata == waker_udata {
+                // A source's knote is added and deleted outside waits.
+                if ev.data == 0 || ev.udata == waker_udata || ev.filter.is_source() {
                     continue;
                 }
                 let Some(key) = self.resolve(ev.ident, ev.udata) else {
@@ -679,6 +803,16 @@ impl Translator {
                     key,
                     errno: i32::try_from(ev.data).unwrap_or(EIO),
                 });
+                continue;
+            }
+            if ev.filter.is_source() {
+                let mut keys = std::mem::take(&mut self.source_keys);
+                keys.clear();
+                self.sources.take_entry(ev, &mut keys);
+                for &key in &keys {
+                    self.report_source(key, out, self.wait.max);
+                }
+                self.source_keys = keys;
                 continue;
             }
             if ev.udata == waker_udata {
