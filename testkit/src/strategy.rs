@@ -39,9 +39,10 @@ const MAX_HANDLES: usize = 8;
 const TOKENS: usize = 6;
 
 fn kind(a: u8) -> NewKind {
-    match a % 3 {
+    match a % 4 {
         0 => NewKind::Pipe,
         1 => NewKind::Pair,
+        2 => NewKind::Tcp,
         _ => NewKind::File,
     }
 }

@@ -1,6 +1,6 @@
-//! The descriptor world: pipes, Unix stream socket pairs and regular files,
-//! simulated ([`SimWorld`]) and real ([`RealWorld`]), behind one interface
-//! ([`World`]).
+//! The descriptor world: pipes, Unix stream socket pairs, TCP loopback
+//! connections and regular files, simulated ([`SimWorld`]) and real
+//! ([`RealWorld`]), behind one interface ([`World`]).
 //!
 //! A scenario names descriptors by [`Handle`]: the index of the descriptor in
 //! the world's list, in creation order. Both worlds perform the same
@@ -31,13 +31,44 @@
 //! error (returned once), then end-of-file after a receive shutdown, else
 //! `WouldBlock`. A write after a send shutdown is `EPIPE`.
 //!
+//! **TCP connection over loopback** (`tcp_poll`, `tcp_recvmsg`,
+//! `tcp_sendmsg`, `tcp_close`; segments arrive within the syscall that
+//! sends them). Each end follows the TCP states (`ESTABLISHED`,
+//! `FIN_WAIT1/2`, `CLOSE_WAIT`, `LAST_ACK`, `CLOSING`, `CLOSE`; `TIME_WAIT`
+//! ends in `CLOSE` at once for the socket the descriptor names). Mask of end
+//! `A`: `HUP` when shut down both ways or in `CLOSE`; `IN|RDHUP` after a
+//! receive shutdown; `IN` while data is buffered; `OUT` after `A`'s own
+//! send shutdown, else while `A → B` is not full; `ERR` while an error is
+//! pending.
+//! - `shutdown_write(A)` (and closing `A` without unread data) sends a FIN:
+//!   `B` gets a receive shutdown (`IN|RDHUP`, *no* `HUP`, unlike a Unix
+//!   pair); if `B` had sent its own FIN, both ends end in `CLOSE` (`HUP`).
+//!   While `A → B` is full the FIN waits behind the data and arrives when
+//!   `B` drains. `shutdown` in `CLOSE` is `ENOTCONN`.
+//! - Closing `A` with data in its receive queue sends a reset instead; so
+//!   does a closed `A` that data reaches (its peer wrote after the FIN).
+//!   Nothing is sent from `CLOSE`. A reset moves `B` to `CLOSE`, shut down
+//!   both ways, with `ECONNRESET` pending (`EPIPE` if `B` was in
+//!   `CLOSE_WAIT`), discards `B`'s unsent data and keeps its received data.
+//! - A read returns data first; on an empty queue end-of-file if the FIN
+//!   came (even with an error pending), else the pending error (taken),
+//!   else end-of-file after a receive shutdown, else `WouldBlock`.
+//! - A write in `ESTABLISHED` or `CLOSE_WAIT` queues data (`EPIPE` after a
+//!   send shutdown); in any other state it fails with the pending error
+//!   (taken) or `EPIPE`.
+//!
+//! The real pair uses Reno (no pacing), `TCP_NODELAY` and fixed buffer
+//! sizes, and its drain flushes a delayed ACK (`TCP_QUICKACK`) before it
+//! trusts a `WouldBlock`: see [`RealWorld`].
+//!
 //! **Regular file**: always `IN|OUT`; reads and writes share one offset.
 //!
 //! **Fill and drain**: [`World::fill`] writes until `WouldBlock`, after which
 //! the direction is *full* until a [`World::drain`] of the receiving end.
 //! Partial reads of a full direction are not modelled (they free page slots
 //! and socket memory in ways that depend on sizes the simulation does not
-//! track); [`SimWorld::allowed`] lists what stays exact.
+//! track), nor (TCP) writes into a full direction (a late ACK may free room
+//! for one); [`SimWorld::allowed`] lists what stays exact.
 //!
 //! # Closed handles
 //!
@@ -66,6 +97,8 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     /// `EPIPE`: nobody will ever read what is written.
     pub const EPIPE: i32 = 32;
+    /// `ENOTCONN`: (TCP) `shutdown` of a connection that is already over.
+    pub const ENOTCONN: i32 = 107;
     /// `ENOTSOCK`: a socket operation on a non-socket.
     pub const ENOTSOCK: i32 = 88;
     /// `ECONNRESET`: the peer closed with data unread.
@@ -235,6 +268,8 @@ pub enum Kind {
     PipeWrite,
     /// One end of a Unix stream socket pair.
     Socket,
+    /// One end of a TCP connection over loopback.
+    Tcp,
     /// A regular file (anonymous, opened read-write).
     File,
 }
@@ -246,6 +281,10 @@ pub enum NewKind {
     Pipe,
     /// A Unix stream socket pair: two handles.
     Pair,
+    /// A connected TCP pair over loopback (`127.0.0.1`), both ends
+    /// non-blocking with `TCP_NODELAY`: two handles, the connecting end
+    /// then the accepted end.
+    Tcp,
     /// A regular file: one handle.
     File,
 }
@@ -279,7 +318,8 @@ pub struct DrainOutcome {
 /// Operations on a closed handle fail with `EBADF` (see the module docs).
 pub trait World {
     /// Creates descriptors: `Pipe` → `[read, write]`, `Pair` → `[a, b]`,
-    /// `File` → `[f]`. Returns their new handles.
+    /// `Tcp` → `[connecting, accepted]`, `File` → `[f]`. Returns their new
+    /// handles.
     fn open(&mut self, kind: NewKind) -> Vec<Handle>;
 
     /// Closes `h`'s descriptor and creates new ones; the **first** new handle

@@ -7,7 +7,9 @@ use evmux_interest::{Event, Token};
 use evmux_testkit::conformance::run_model;
 use evmux_testkit::scenario::Step::*;
 use evmux_testkit::scenario::{BOTH, Outcome, R, Step, W, decl};
-use evmux_testkit::world::NewKind::{File, Pair, Pipe};
+use evmux_testkit::world::NewKind::{File, Pair, Pipe, Tcp};
+use evmux_testkit::world::errno::ECONNRESET;
+use evmux_testkit::world::{DrainOutcome, IoOutcome};
 
 fn ev(token: usize) -> Event {
     Event::new(Token(token))
@@ -390,4 +392,81 @@ fn a_process_exit_is_reported_once_and_ends_the_watch() {
         ]
     );
     assert_eq!(calls(&steps), vec![Ok(()), Err("UnknownToken".to_string())]);
+}
+
+// ---- TCP over loopback (handle 0 connects, 1 is accepted) ----
+// Expectations from Linux's tcp_poll: a FIN sets RCV_SHUTDOWN (IN|RDHUP),
+// HUP needs both directions shut (or the CLOSE state), an RST leaves an
+// error pending until a read or write takes it.
+
+#[test]
+fn tcp_half_close_is_read_closed_without_hangup() {
+    let w = waits(&[
+        Open(Tcp),
+        decl(1, 1, R, Level),
+        decl(0, 2, BOTH, Level),
+        ShutdownWrite(0),
+        Wait,
+        ShutdownWrite(1),
+        Wait,
+    ]);
+    let mut half = readable(1);
+    half.read_closed = true;
+    // Our own send shutdown leaves OUT set.
+    let w0 = writable(2);
+    // Both FINs crossed: HUP on both ends.
+    let mut all = writable(2);
+    all.readable = true;
+    all.read_closed = true;
+    all.write_closed = true;
+    assert_eq!(w, vec![vec![half, w0], vec![half, all]]);
+}
+
+#[test]
+fn tcp_reset_is_an_error_until_a_read_takes_it() {
+    let steps = [
+        Open(Tcp),
+        decl(0, 1, R, Level),
+        Write(0, 3),
+        Close(1),
+        Wait,
+        Read(0, 10),
+        Wait,
+        Read(0, 10),
+    ];
+    let out = run_model(&steps);
+    let mut reset = readable(1);
+    reset.read_closed = true;
+    reset.error = true;
+    let mut after = readable(1);
+    after.read_closed = true;
+    assert_eq!(out[4], Outcome::Events(vec![reset]));
+    assert_eq!(out[5], Outcome::Io(IoOutcome::Err(ECONNRESET)));
+    assert_eq!(out[6], Outcome::Events(vec![after]));
+    assert_eq!(out[7], Outcome::Io(IoOutcome::Eof));
+}
+
+#[test]
+fn tcp_fin_behind_a_full_window_arrives_with_the_drain() {
+    let steps = [
+        Open(Tcp),
+        decl(1, 1, R, Level),
+        Fill(0),
+        ShutdownWrite(0),
+        Wait,
+        Drain(1),
+        Wait,
+    ];
+    let out = run_model(&steps);
+    let mut closed = readable(1);
+    closed.read_closed = true;
+    assert_eq!(out[4], Outcome::Events(vec![readable(1)]));
+    assert_eq!(
+        out[5],
+        Outcome::Drain(DrainOutcome {
+            got_data: true,
+            end: IoOutcome::Eof
+        })
+    );
+    assert_eq!(out[6], Outcome::Events(vec![closed]));
 }

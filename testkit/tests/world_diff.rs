@@ -7,7 +7,7 @@
 //!
 //! `EVMUX_PROPTEST_CASES` overrides the number of random cases (default 256).
 
-use evmux_testkit::world::errno::{EBADF, ECONNRESET, ENOTSOCK, EPIPE};
+use evmux_testkit::world::errno::{EBADF, ECONNRESET, ENOTCONN, ENOTSOCK, EPIPE};
 use evmux_testkit::world::{
     DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, Op, OpResult, RealWorld, SimWorld, World,
     apply,
@@ -31,9 +31,10 @@ const MAX_HANDLES: usize = 14;
 const MAX_OPS: usize = 40;
 
 fn new_kind(x: u16) -> NewKind {
-    match x % 3 {
+    match x % 4 {
         0 => NewKind::Pipe,
         1 => NewKind::Pair,
+        2 => NewKind::Tcp,
         _ => NewKind::File,
     }
 }
@@ -503,4 +504,266 @@ fn writes_at_the_cap_keep_out() {
     assert_eq!(sim.mask(0), Some(m(IN | OUT)));
     assert_eq!(sim.mask(1), Some(m(IN | OUT)));
     assert_eq!(sim.mask(3), Some(m(OUT)));
+}
+
+// ---------------------------------------------------------------------------
+// TCP over loopback (handles: connecting end, accepted end)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn tcp_peer_close_is_a_fin_then_a_write_draws_a_reset() {
+    on_both(|w| {
+        assert_eq!(w.open(NewKind::Tcp), vec![0, 1]);
+        assert_eq!((w.kind(0), w.kind(1)), (Kind::Tcp, Kind::Tcp));
+        assert_eq!(w.mask(0), Some(m(OUT)));
+        assert_eq!(w.mask(1), Some(m(OUT)));
+        assert_eq!(w.read(0, 10), IoOutcome::WouldBlock);
+        assert_eq!(w.close(1), Ok(()));
+        // A FIN: the read side ends, no HUP (unlike a Unix socket pair).
+        assert_eq!(w.mask(0), Some(m(IN | OUT | RDHUP)));
+        assert_eq!(w.read(0, 10), IoOutcome::Eof);
+        // The closed end answers data with a reset: EPIPE pending, since
+        // this end was in CLOSE_WAIT.
+        assert_eq!(w.write(0, 3), IoOutcome::Done(3));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        // The FIN came first: reads say end-of-file and leave the error.
+        assert_eq!(w.read(0, 10), IoOutcome::Eof);
+        assert_eq!(w.mask(0), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        // A write takes it.
+        assert_eq!(w.write(0, 1), IoOutcome::Err(EPIPE));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.write(0, 1), IoOutcome::Err(EPIPE));
+        assert_eq!(w.shutdown_write(0), Err(ENOTCONN));
+    });
+}
+
+#[test]
+fn tcp_close_with_unread_data_resets_the_peer() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        assert_eq!(w.write(0, 3), IoOutcome::Done(3)); // unread by 1
+        assert_eq!(w.write(1, 7), IoOutcome::Done(7)); // read by 0 below
+        assert_eq!(w.mask(0), Some(m(IN | OUT)));
+        assert_eq!(w.close(1), Ok(()));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        // The data stays readable; then the reset, once; then end-of-file.
+        assert_eq!(w.read(0, 2), IoOutcome::Done(2));
+        assert_eq!(w.read(0, 10), IoOutcome::Done(5));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        assert_eq!(w.read(0, 10), IoOutcome::Err(ECONNRESET));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.read(0, 10), IoOutcome::Eof);
+        assert_eq!(w.write(0, 1), IoOutcome::Err(EPIPE));
+        assert_eq!(w.shutdown_write(0), Err(ENOTCONN));
+    });
+}
+
+#[test]
+fn tcp_a_write_can_take_the_reset_first() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        w.write(0, 3);
+        w.write(1, 7);
+        w.close(1).unwrap();
+        assert_eq!(w.write(0, 1), IoOutcome::Err(ECONNRESET));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.write(0, 1), IoOutcome::Err(EPIPE));
+        assert_eq!(
+            w.drain(0),
+            DrainOutcome {
+                got_data: true,
+                end: IoOutcome::Eof
+            }
+        );
+    });
+}
+
+#[test]
+fn tcp_half_close_both_ways() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        assert_eq!(w.shutdown_write(0), Ok(()));
+        // tcp_poll: OUT stays after our own send shutdown.
+        assert_eq!(w.mask(0), Some(m(OUT)));
+        assert_eq!(w.mask(1), Some(m(IN | OUT | RDHUP)));
+        assert_eq!(w.write(0, 1), IoOutcome::Err(EPIPE));
+        assert_eq!(w.shutdown_write(0), Ok(()));
+        assert_eq!(w.read(1, 1), IoOutcome::Eof);
+        // The other direction still works.
+        assert_eq!(w.write(1, 5), IoOutcome::Done(5));
+        assert_eq!(w.mask(0), Some(m(IN | OUT)));
+        assert_eq!(w.shutdown_write(1), Ok(()));
+        // Both FINs crossed: both ends are closed (HUP), no error.
+        assert_eq!(w.mask(0), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.mask(1), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.read(0, 3), IoOutcome::Done(3));
+        assert_eq!(w.read(0, 100), IoOutcome::Done(2));
+        assert_eq!(w.read(0, 100), IoOutcome::Eof);
+        assert_eq!(w.shutdown_write(0), Err(ENOTCONN));
+        assert_eq!(w.shutdown_write(1), Err(ENOTCONN));
+        assert_eq!(w.write(1, 1), IoOutcome::Err(EPIPE));
+        // Closing a finished connection sends nothing.
+        assert_eq!(w.close(0), Ok(()));
+        assert_eq!(w.mask(1), Some(m(IN | OUT | HUP | RDHUP)));
+    });
+}
+
+#[test]
+fn tcp_fill_and_drain() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        assert_eq!(w.fill(0), IoOutcome::Done(0));
+        assert_eq!(w.mask(0), Some(m(0)));
+        assert_eq!(w.mask(1), Some(m(IN | OUT)));
+        assert_eq!(w.fill(0), IoOutcome::Done(0));
+        assert_eq!(
+            w.drain(1),
+            DrainOutcome {
+                got_data: true,
+                end: IoOutcome::WouldBlock
+            }
+        );
+        assert_eq!(w.mask(0), Some(m(OUT)));
+        assert_eq!(w.mask(1), Some(m(OUT)));
+        assert_eq!(w.write(0, 1), IoOutcome::Done(1));
+        assert_eq!(w.mask(1), Some(m(IN | OUT)));
+        // Both directions full at once.
+        assert_eq!(w.fill(0), IoOutcome::Done(0));
+        assert_eq!(w.fill(1), IoOutcome::Done(0));
+        assert_eq!(w.mask(0), Some(m(IN)));
+        assert_eq!(w.mask(1), Some(m(IN)));
+        w.drain(0);
+        w.drain(1);
+        assert_eq!(w.mask(0), Some(m(OUT)));
+        assert_eq!(w.mask(1), Some(m(OUT)));
+    });
+}
+
+#[test]
+fn tcp_fin_waits_behind_a_full_window() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        w.fill(0);
+        assert_eq!(w.shutdown_write(0), Ok(()));
+        assert_eq!(w.mask(0), Some(m(OUT)));
+        // The FIN is queued behind the data: no RDHUP yet.
+        assert_eq!(w.mask(1), Some(m(IN | OUT)));
+        assert_eq!(
+            w.drain(1),
+            DrainOutcome {
+                got_data: true,
+                end: IoOutcome::Eof
+            }
+        );
+        assert_eq!(w.mask(1), Some(m(IN | OUT | RDHUP)));
+    });
+}
+
+#[test]
+fn tcp_a_closed_writer_still_delivers_its_queued_data() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        w.fill(0);
+        assert_eq!(w.close(0), Ok(()));
+        assert_eq!(w.mask(1), Some(m(IN | OUT)));
+        assert_eq!(
+            w.drain(1),
+            DrainOutcome {
+                got_data: true,
+                end: IoOutcome::Eof
+            }
+        );
+        assert_eq!(w.mask(1), Some(m(IN | OUT | RDHUP)));
+        assert_eq!(w.write(1, 1), IoOutcome::Done(1));
+        assert_eq!(w.mask(1), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        assert_eq!(w.fill(1), IoOutcome::Err(EPIPE));
+        assert_eq!(w.mask(1), Some(m(IN | OUT | HUP | RDHUP)));
+    });
+}
+
+#[test]
+fn tcp_fins_cross_while_one_direction_is_full() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        w.fill(1);
+        assert_eq!(w.shutdown_write(0), Ok(()));
+        assert_eq!(w.mask(0), Some(m(IN | OUT)));
+        assert_eq!(w.mask(1), Some(m(IN | RDHUP)));
+        // 1's FIN waits behind its data; 1 is CLOSING, not closed.
+        assert_eq!(w.shutdown_write(1), Ok(()));
+        assert_eq!(w.mask(1), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.shutdown_write(1), Ok(()));
+        assert_eq!(w.mask(0), Some(m(IN | OUT)));
+        assert_eq!(
+            w.drain(0),
+            DrainOutcome {
+                got_data: true,
+                end: IoOutcome::Eof
+            }
+        );
+        assert_eq!(w.mask(0), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.shutdown_write(0), Err(ENOTCONN));
+        assert_eq!(w.shutdown_write(1), Err(ENOTCONN));
+    });
+}
+
+#[test]
+fn tcp_fill_toward_a_closed_peer() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        w.close(1).unwrap();
+        // The first chunk draws the reset; the next write takes its EPIPE.
+        assert_eq!(w.fill(0), IoOutcome::Err(EPIPE));
+        assert_eq!(w.mask(0), Some(m(IN | OUT | HUP | RDHUP)));
+        assert_eq!(w.read(0, 1), IoOutcome::Eof);
+        // Established when reset: ECONNRESET.
+        w.open(NewKind::Tcp);
+        w.fill(2);
+        w.close(3).unwrap();
+        assert_eq!(w.mask(2), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        assert_eq!(w.fill(2), IoOutcome::Err(ECONNRESET));
+        assert_eq!(w.mask(2), Some(m(IN | OUT | HUP | RDHUP)));
+    });
+}
+
+#[test]
+fn tcp_reuse_closes_like_close() {
+    on_both(|w| {
+        w.open(NewKind::Tcp);
+        w.write(0, 4); // unread by 1
+        let fd = w.raw_fd(1);
+        assert_eq!(w.reuse(1, NewKind::Tcp), vec![2, 3]);
+        assert_eq!(w.raw_fd(2), fd);
+        assert_eq!(w.kind(2), Kind::Tcp);
+        assert_eq!(w.mask(0), Some(m(IN | OUT | ERR | HUP | RDHUP)));
+        assert_eq!(w.mask(2), Some(m(OUT)));
+        assert_eq!(w.mask(3), Some(m(OUT)));
+        assert_eq!(w.write(2, 9), IoOutcome::Done(9));
+        assert_eq!(w.read(3, 100), IoOutcome::Done(9));
+        assert_eq!(w.shutdown_write(3), Ok(()));
+        assert_eq!(w.reuse(2, NewKind::File), vec![4]);
+        assert_eq!(w.mask(3), Some(m(OUT | IN | RDHUP | HUP)));
+    });
+}
+
+#[test]
+fn tcp_write_on_a_full_direction_is_not_predicted() {
+    // After a fill, a late ACK may free room for a small write (though not
+    // enough for OUT): the simulation does not allow it.
+    let mut sim = SimWorld::default();
+    sim.open(NewKind::Tcp);
+    sim.open(NewKind::Pair);
+    sim.fill(0);
+    sim.fill(2);
+    assert!(!sim.allowed(&Op::Write(0, 1)));
+    assert!(sim.allowed(&Op::Write(2, 1)));
+    assert!(sim.allowed(&Op::Fill(0)));
+    assert!(sim.allowed(&Op::Write(1, 1)));
+    assert!(!sim.allowed(&Op::Read(1, 1)));
+    sim.drain(1);
+    assert!(sim.allowed(&Op::Write(0, 1)));
+    // A send that fails is predicted whatever the buffers hold.
+    sim.fill(0);
+    sim.shutdown_write(0).unwrap();
+    assert!(sim.allowed(&Op::Write(0, 1)));
 }

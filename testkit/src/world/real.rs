@@ -1,7 +1,7 @@
 //! The real world: the same operations on real descriptors.
 
 use std::io;
-use std::net::Shutdown;
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -13,6 +13,13 @@ use super::{DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, World};
 
 /// The chunk size of fills and drains.
 const CHUNK: usize = 64 * 1024;
+/// `SO_RCVBUF` of TCP sockets (the kernel doubles it): the window stays
+/// below one loopback segment (64 KiB).
+const TCP_RCVBUF: usize = 32 * 1024;
+/// `SO_SNDBUF` of TCP sockets (doubled by the kernel): more than three
+/// times the largest window, so a late ACK of in-flight data never brings
+/// `OUT` back after a fill.
+const TCP_SNDBUF: usize = 256 * 1024;
 
 #[derive(Debug)]
 struct Slot {
@@ -23,11 +30,19 @@ struct Slot {
     kind: Kind,
 }
 
-/// Real descriptors: non-blocking pipes, Unix stream socket pairs and
-/// anonymous regular files, owned by the world and closed when it drops.
+/// Real descriptors: non-blocking pipes, Unix stream socket pairs, TCP
+/// loopback connections and anonymous regular files, owned by the world and
+/// closed when it drops.
+///
+/// TCP is made as predictable as loopback allows: Reno congestion control
+/// (a pacing one such as BBR sends on a timer), `TCP_NODELAY`, fixed
+/// `SO_RCVBUF`/`SO_SNDBUF` (no autotuning), and a drain that, at
+/// `WouldBlock`, flushes the ACK the receiver may be delaying and reads on,
+/// so the sender's remaining data (and FIN) arrive within the drain.
 ///
 /// Creating descriptors panics if the kernel refuses (descriptor limit,
-/// no temporary directory): a test environment problem, not an outcome.
+/// no temporary directory, no free port): a test environment problem, not
+/// an outcome.
 #[derive(Debug)]
 pub struct RealWorld {
     slots: Vec<Slot>,
@@ -110,12 +125,69 @@ impl RealWorld {
             NewKind::Pair => {
                 sysfd::socketpair_stream().map(|(a, b)| vec![(a, Kind::Socket), (b, Kind::Socket)])
             }
+            NewKind::Tcp => {
+                RealWorld::tcp_pair().map(|(a, b)| vec![(a, Kind::Tcp), (b, Kind::Tcp)])
+            }
             NewKind::File => sysfd::open_tmp_regular_file().map(|f| vec![(f, Kind::File)]),
         };
         match made {
             Ok(v) => v,
             Err(e) => panic!("cannot create {kind:?}: {e}"),
         }
+    }
+
+    /// A connected TCP pair over loopback: `[connecting, accepted]`, at the
+    /// two lowest free numbers in that order (like every other kind).
+    ///
+    /// The connecting socket takes the lowest free number `C`, the listener
+    /// the next, `L`, and the accepted socket a third; the accepted socket
+    /// is then moved onto `L` by `dup3` (which closes the listener) and its
+    /// first number is closed. Loopback completes the handshake inside
+    /// `connect`, so the blocking connect and accept never wait.
+    ///
+    /// Both ends use Reno (no pacing: every segment leaves within the
+    /// syscall that sends it), `TCP_NODELAY`, and fixed buffer sizes (no
+    /// autotuning: a fill stays small, and the in-flight data a late ACK
+    /// frees is far below a third of the send buffer, so writability after
+    /// a fill does not change behind the test's back).
+    fn tcp_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+        use rustix::net::{self as rn, sockopt};
+        let configure = |s: &OwnedFd| -> io::Result<()> {
+            sockopt::set_tcp_congestion(s, "reno")?;
+            sockopt::set_tcp_nodelay(s, true)?;
+            sockopt::set_socket_recv_buffer_size(s, TCP_RCVBUF)?;
+            sockopt::set_socket_send_buffer_size(s, TCP_SNDBUF)?;
+            // The connecting end closes first more often than not and
+            // leaves its port in TIME_WAIT; reuse lets later listeners
+            // bind such ports, so long runs do not exhaust the range.
+            sockopt::set_socket_reuseaddr(s, true)?;
+            Ok(())
+        };
+        let socket = || -> io::Result<OwnedFd> {
+            let s = rn::socket_with(
+                rn::AddressFamily::INET,
+                rn::SocketType::STREAM,
+                rn::SocketFlags::CLOEXEC,
+                None,
+            )?;
+            configure(&s)?;
+            Ok(s)
+        };
+        let client = socket()?;
+        let listener = socket()?;
+        rn::bind(&listener, &SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+        rn::listen(&listener, 1)?;
+        let addr = SocketAddrV4::try_from(rn::getsockname(&listener)?)?;
+        rn::connect(&client, &addr)?;
+        let accepted = rn::accept_with(&listener, rn::SocketFlags::CLOEXEC)?;
+        // Inherited from the listener; set again in case a kernel does not.
+        configure(&accepted)?;
+        for s in [&client, &accepted] {
+            sysfd::set_nonblocking(s, true)?;
+        }
+        let server = sysfd::dup_onto(accepted.as_fd(), listener)?;
+        drop(accepted);
+        Ok((client, server))
     }
 
     fn push(&mut self, fds: Vec<(OwnedFd, Kind)>) -> Vec<Handle> {
@@ -132,7 +204,7 @@ impl RealWorld {
     }
 
     fn raw_write(fd: BorrowedFd<'_>, kind: Kind, buf: &[u8]) -> io::Result<usize> {
-        if kind == Kind::Socket {
+        if matches!(kind, Kind::Socket | Kind::Tcp) {
             sysfd::send(fd, buf)
         } else {
             sysfd::write(fd, buf)
@@ -198,7 +270,7 @@ impl World for RealWorld {
     }
 
     fn drain(&mut self, h: Handle) -> DrainOutcome {
-        let Some((fd, _)) = self.open_fd(h) else {
+        let Some((fd, kind)) = self.open_fd(h) else {
             return DrainOutcome {
                 got_data: false,
                 end: IoOutcome::Err(EBADF),
@@ -206,6 +278,11 @@ impl World for RealWorld {
         };
         let mut buf = vec![0u8; CHUNK];
         let mut got_data = false;
+        // TCP: at `WouldBlock`, send the ACK the receiver may be delaying
+        // (`TCP_QUICKACK`) once, so that a sender waiting for it (its
+        // congestion window full) sends the rest now, not when the
+        // delayed-ACK timer fires; then read on.
+        let mut poked = false;
         loop {
             match sysfd::read(fd, &mut buf) {
                 Ok(0) => {
@@ -214,8 +291,17 @@ impl World for RealWorld {
                         end: IoOutcome::Eof,
                     };
                 }
-                Ok(_) => got_data = true,
+                Ok(_) => {
+                    got_data = true;
+                    poked = false;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && kind == Kind::Tcp && !poked => {
+                    poked = true;
+                    if let Err(e) = rustix::net::sockopt::set_tcp_quickack(fd, true) {
+                        panic!("TCP_QUICKACK on {}: {e}", fd.as_raw_fd());
+                    }
+                }
                 Err(e) => {
                     return DrainOutcome {
                         got_data,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use evmux_interest::{ExitStatus, SourceReport, SourceSpec};
 
-use super::errno::{EBADF, ECONNRESET, EINVAL, ENOTSOCK, EPIPE};
+use super::errno::{EBADF, ECONNRESET, EINVAL, ENOTCONN, ENOTSOCK, EPIPE};
 use super::{DrainOutcome, Handle, IoOutcome, Kind, Mask, NewKind, Op, World};
 
 /// The largest write [`SimWorld::allowed`] permits.
@@ -95,6 +95,161 @@ struct End {
     closed: bool,
 }
 
+/// The TCP states an end of a loopback connection goes through (the
+/// subset of Linux's `sk_state` that a connected pair reaches; `TIME_WAIT`
+/// ends in [`TcpState::Close`] at once for the socket the descriptor names,
+/// as `tcp_time_wait` calls `tcp_done`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum TcpState {
+    #[default]
+    Established,
+    /// Our FIN is sent (or queued behind data) and not yet acknowledged.
+    FinWait1,
+    /// Our FIN is acknowledged; the peer may still send.
+    FinWait2,
+    /// The peer's FIN arrived; we may still send.
+    CloseWait,
+    /// The peer's FIN arrived, then ours went out, not yet acknowledged.
+    LastAck,
+    /// Both FINs crossed: ours is not yet acknowledged.
+    Closing,
+    /// Done: both directions finished, or reset.
+    Close,
+}
+
+/// One end of a TCP loopback connection. `rx` holds the data sent to this
+/// end; `rx.full` also means that the peer has unsent data queued behind
+/// the closed window (and its FIN, when `fin_queued` is set on the peer).
+#[derive(Clone, Debug, Default)]
+struct TcpEnd {
+    rx: Buf,
+    state: TcpState,
+    /// `RCV_SHUTDOWN` in `sk_shutdown`.
+    rcv_shut: bool,
+    /// `SEND_SHUTDOWN` in `sk_shutdown`.
+    snd_shut: bool,
+    /// The peer's FIN arrived (`SOCK_DONE`): an empty read is end-of-file,
+    /// even before a pending error.
+    fin_rcvd: bool,
+    /// Our FIN waits behind our unsent data (the peer's `rx` is full).
+    fin_queued: bool,
+    /// `sk_err`.
+    err: Option<i32>,
+    /// The descriptor is closed: the socket is an orphan (or gone).
+    closed: bool,
+}
+
+/// The other end of a TCP connection. The functions below are the
+/// kernel's reactions to segments, which loopback delivers synchronously
+/// within the sending syscall.
+fn tcp_peer(side: usize) -> usize {
+    1 - side
+}
+
+/// `tcp_reset`: the end receives an RST.
+fn tcp_reset(e: &mut TcpEnd) {
+    if e.state == TcpState::Close {
+        return;
+    }
+    e.err = Some(if e.state == TcpState::CloseWait {
+        EPIPE
+    } else {
+        ECONNRESET
+    });
+    // tcp_write_queue_purge + tcp_done: the receive queue stays.
+    e.fin_queued = false;
+    e.state = TcpState::Close;
+    e.rcv_shut = true;
+    e.snd_shut = true;
+}
+
+/// The FIN of `ends[from]` reaches its peer, which acknowledges it.
+fn tcp_deliver_fin(ends: &mut [TcpEnd; 2], from: usize) {
+    let to = tcp_peer(from);
+    let r = &mut ends[to];
+    if r.state == TcpState::Close {
+        return;
+    }
+    r.fin_rcvd = true;
+    r.rcv_shut = true;
+    r.state = match r.state {
+        TcpState::Established => TcpState::CloseWait,
+        TcpState::FinWait1 => TcpState::Closing,
+        // TIME_WAIT, then tcp_done.
+        TcpState::FinWait2 => {
+            r.snd_shut = true;
+            TcpState::Close
+        }
+        other => other,
+    };
+    // The ACK of the FIN.
+    let s = &mut ends[from];
+    s.state = match s.state {
+        TcpState::FinWait1 => TcpState::FinWait2,
+        TcpState::LastAck | TcpState::Closing => {
+            s.rcv_shut = true;
+            s.snd_shut = true;
+            TcpState::Close
+        }
+        other => other,
+    };
+}
+
+/// `tcp_close_state` and the FIN it sends, if any (queued behind unsent
+/// data while the peer's receive buffer is full).
+fn tcp_send_fin(ends: &mut [TcpEnd; 2], side: usize) {
+    let next = match ends[side].state {
+        TcpState::Established => TcpState::FinWait1,
+        TcpState::CloseWait => TcpState::LastAck,
+        _ => return,
+    };
+    ends[side].state = next;
+    if ends[tcp_peer(side)].rx.full {
+        ends[side].fin_queued = true;
+    } else {
+        tcp_deliver_fin(ends, side);
+    }
+}
+
+/// What an empty receive queue reads as (`tcp_recvmsg` without data).
+fn tcp_read_empty(e: &mut TcpEnd) -> IoOutcome {
+    if e.fin_rcvd {
+        IoOutcome::Eof
+    } else if let Some(err) = e.err.take() {
+        IoOutcome::Err(err)
+    } else if e.rcv_shut {
+        IoOutcome::Eof
+    } else if e.state == TcpState::Close {
+        IoOutcome::Err(ENOTCONN)
+    } else {
+        IoOutcome::WouldBlock
+    }
+}
+
+/// The checks `tcp_sendmsg` makes before queueing anything: `Some(errno)`
+/// if the send fails (taking a pending error in a finished state).
+fn tcp_send_check(e: &mut TcpEnd) -> Option<i32> {
+    match e.state {
+        TcpState::Established | TcpState::CloseWait => {
+            (e.err.is_some() || e.snd_shut).then_some(EPIPE)
+        }
+        // sk_stream_wait_connect: the pending error (taken), else EPIPE.
+        _ => Some(e.err.take().unwrap_or(EPIPE)),
+    }
+}
+
+/// `n` bytes from `ends[side]` reach the peer: queued, or, at a closed
+/// peer (an orphan that shut down reading), answered by a reset.
+fn tcp_deliver_data(ends: &mut [TcpEnd; 2], side: usize, n: usize) {
+    let peer = tcp_peer(side);
+    if ends[peer].closed {
+        ends[peer].state = TcpState::Close;
+        tcp_reset(&mut ends[side]);
+    } else {
+        ends[peer].rx.push(n);
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct File {
     size: usize,
@@ -105,6 +260,7 @@ struct File {
 enum Object {
     Pipe(Pipe),
     Pair([End; 2]),
+    Tcp([TcpEnd; 2]),
     File(File),
 }
 
@@ -119,8 +275,8 @@ struct Slot {
     side: usize,
 }
 
-/// The simulated world: pipes, socket pairs and files as plain data, with
-/// Linux's readiness rules (see the [module docs](super)).
+/// The simulated world: pipes, socket pairs, TCP connections and files as
+/// plain data, with Linux's readiness rules (see the [module docs](super)).
 ///
 /// Descriptor numbers are the simulation's own: the lowest free number from
 /// 3, like the kernel's rule in a process with only stdio open.
@@ -248,6 +404,9 @@ impl SimWorld {
     ///   the receiving buffer is full or holds at most 4096 bytes in at most
     ///   16 unread writes (Unix stream sockets charge kernel memory per
     ///   write, and many small unread writes could turn `OUT` off).
+    ///   A TCP write into a full direction is not allowed either: a late
+    ///   ACK of data in flight can free room for a small write (never
+    ///   enough for `OUT`), so its result is not predictable.
     /// - `Read(h, n)`: `1 <= n <= 1 MiB`, and not on a full direction (only
     ///   `Drain` empties a full direction).
     /// - `Fill` and `Drain`: not on a regular file.
@@ -259,7 +418,9 @@ impl SimWorld {
             Op::Write(h, n) => {
                 exists(h)
                     && (1..=MAX_WRITE).contains(&n)
-                    && self.receiving_buf(h).is_none_or(Buf::room_for_small_write)
+                    && self.receiving_buf(h).is_none_or(|b| {
+                        b.room_for_small_write() && !(b.full && self.slots[h].kind == Kind::Tcp)
+                    })
             }
             Op::Read(h, n) => {
                 exists(h) && (1..=MAX_READ).contains(&n) && self.own_rx(h).is_none_or(|b| !b.full)
@@ -278,6 +439,16 @@ impl SimWorld {
         match &self.objects[s.obj] {
             Object::Pipe(p) if s.kind == Kind::PipeWrite && !p.reader_closed => Some(&p.buf),
             Object::Pair(ends) if !ends[s.side].shut_wr => Some(&ends[1 - s.side].rx),
+            Object::Tcp(ends)
+                if matches!(
+                    ends[s.side].state,
+                    TcpState::Established | TcpState::CloseWait
+                ) && !ends[s.side].snd_shut
+                    && ends[s.side].err.is_none()
+                    && !ends[tcp_peer(s.side)].closed =>
+            {
+                Some(&ends[tcp_peer(s.side)].rx)
+            }
             _ => None,
         }
     }
@@ -291,6 +462,7 @@ impl SimWorld {
         match &self.objects[s.obj] {
             Object::Pipe(p) if s.kind == Kind::PipeRead => Some(&p.buf),
             Object::Pair(ends) => Some(&ends[s.side].rx),
+            Object::Tcp(ends) => Some(&ends[s.side].rx),
             _ => None,
         }
     }
@@ -334,6 +506,10 @@ impl SimWorld {
             NewKind::Pair => (
                 Object::Pair(Default::default()),
                 vec![(Kind::Socket, 0), (Kind::Socket, 1)],
+            ),
+            NewKind::Tcp => (
+                Object::Tcp(Default::default()),
+                vec![(Kind::Tcp, 0), (Kind::Tcp, 1)],
             ),
             NewKind::File => (Object::File(File::default()), vec![(Kind::File, 0)]),
         };
@@ -383,6 +559,28 @@ impl SimWorld {
                     if unread {
                         peer.err = Some(ECONNRESET);
                     }
+                }
+            }
+            Object::Tcp(ends) => {
+                let side = s.side;
+                let me = &mut ends[side];
+                me.closed = true;
+                me.rcv_shut = true;
+                me.snd_shut = true;
+                // The receive queue is purged; data in it means a reset.
+                let unread = me.rx.has_data();
+                me.rx.clear();
+                if me.state == TcpState::Close {
+                    // Already finished or reset: nothing is sent.
+                } else if unread {
+                    me.state = TcpState::Close;
+                    me.fin_queued = false;
+                    let peer = &mut ends[tcp_peer(side)];
+                    if !peer.closed {
+                        tcp_reset(peer);
+                    }
+                } else {
+                    tcp_send_fin(ends, side);
                 }
             }
             Object::File(_) => {}
@@ -437,6 +635,16 @@ impl World for SimWorld {
                     IoOutcome::Done(n)
                 }
             }
+            Object::Tcp(ends) => {
+                if let Some(e) = tcp_send_check(&mut ends[s.side]) {
+                    return IoOutcome::Err(e);
+                }
+                if ends[tcp_peer(s.side)].rx.full {
+                    return IoOutcome::WouldBlock;
+                }
+                tcp_deliver_data(ends, s.side, n);
+                IoOutcome::Done(n)
+            }
             Object::File(f) => {
                 f.offset += n;
                 f.size = f.size.max(f.offset);
@@ -473,6 +681,14 @@ impl World for SimWorld {
                     IoOutcome::WouldBlock
                 }
             }
+            Object::Tcp(ends) => {
+                let me = &mut ends[s.side];
+                if me.rx.has_data() {
+                    IoOutcome::Done(me.rx.take(n))
+                } else {
+                    tcp_read_empty(me)
+                }
+            }
             Object::File(f) => {
                 let k = n.min(f.size - f.offset);
                 f.offset += k;
@@ -501,6 +717,23 @@ impl World for SimWorld {
                     return IoOutcome::Err(EPIPE);
                 }
                 ends[1 - s.side].rx.full = true;
+                IoOutcome::Done(0)
+            }
+            Object::Tcp(ends) => {
+                if let Some(e) = tcp_send_check(&mut ends[s.side]) {
+                    return IoOutcome::Err(e);
+                }
+                if ends[tcp_peer(s.side)].rx.full {
+                    return IoOutcome::Done(0);
+                }
+                if ends[tcp_peer(s.side)].closed {
+                    // The first chunk goes out and is answered by a reset;
+                    // the next write fails with (and takes) the error.
+                    tcp_deliver_data(ends, s.side, 1);
+                    let me = &mut ends[s.side];
+                    return IoOutcome::Err(tcp_send_check(me).unwrap_or(EPIPE));
+                }
+                ends[tcp_peer(s.side)].rx.full = true;
                 IoOutcome::Done(0)
             }
             Object::File(_) => IoOutcome::Err(EINVAL),
@@ -542,6 +775,21 @@ impl World for SimWorld {
                 };
                 DrainOutcome { got_data, end }
             }
+            Object::Tcp(ends) => {
+                let side = s.side;
+                let got_data = ends[side].rx.has_data();
+                let was_full = ends[side].rx.full;
+                ends[side].rx.clear();
+                // Reading opens the window: the peer's queued data follows
+                // (read by this drain too), then its queued FIN.
+                let peer = tcp_peer(side);
+                if was_full && ends[peer].fin_queued {
+                    ends[peer].fin_queued = false;
+                    tcp_deliver_fin(ends, peer);
+                }
+                let end = tcp_read_empty(&mut ends[side]);
+                DrainOutcome { got_data, end }
+            }
             Object::File(f) => {
                 let got_data = f.offset < f.size;
                 f.offset = f.size;
@@ -564,6 +812,14 @@ impl World for SimWorld {
                 if !peer.closed {
                     peer.shut_rd = true;
                 }
+                Ok(())
+            }
+            Object::Tcp(ends) => {
+                if ends[s.side].state == TcpState::Close {
+                    return Err(ENOTCONN);
+                }
+                ends[s.side].snd_shut = true;
+                tcp_send_fin(ends, s.side);
                 Ok(())
             }
             Object::Pipe(_) | Object::File(_) => Err(ENOTSOCK),
@@ -641,6 +897,22 @@ impl World for SimWorld {
                 // unix_writable: only this end's send-buffer usage counts.
                 m.set(Mask::OUT, !ends[1 - s.side].rx.full);
             }
+            Object::Tcp(ends) => {
+                // tcp_poll.
+                let me = &ends[s.side];
+                m.set(
+                    Mask::HUP,
+                    (me.rcv_shut && me.snd_shut) || me.state == TcpState::Close,
+                );
+                m.set(Mask::IN | Mask::RDHUP, me.rcv_shut);
+                if me.rx.has_data() {
+                    m.insert(Mask::IN);
+                }
+                // OUT after a send shutdown; else while our unsent data
+                // does not fill the send buffer.
+                m.set(Mask::OUT, me.snd_shut || !ends[tcp_peer(s.side)].rx.full);
+                m.set(Mask::ERR, me.err.is_some());
+            }
             Object::File(_) => m = Mask::IN | Mask::OUT,
         }
         Some(m)
@@ -701,6 +973,40 @@ mod tests {
         assert!(w.allowed(&Op::Write(0, 1)));
         assert!(!w.allowed(&Op::Reuse(0, NewKind::File)));
         assert!(w.allowed(&Op::Reuse(1, NewKind::File)));
+    }
+
+    #[test]
+    fn tcp_numbering_states_and_allowed() {
+        let mut w = SimWorld::new();
+        assert_eq!(w.open(NewKind::Tcp), vec![0, 1]);
+        assert_eq!((w.raw_fd(0), w.raw_fd(1)), (3, 4));
+        assert_eq!((w.kind(0), w.kind(1)), (Kind::Tcp, Kind::Tcp));
+        assert_eq!(w.mask(0), Some(Mask::OUT));
+        // A write on a full direction is not predicted; a failing one is.
+        w.fill(0);
+        assert!(!w.allowed(&Op::Write(0, 1)));
+        assert_eq!(w.shutdown_write(1), Ok(()));
+        assert_eq!(w.mask(0), Some(Mask::IN | Mask::RDHUP));
+        // Our FIN waits behind the data: the peer is CLOSING, not closed.
+        assert_eq!(w.shutdown_write(0), Ok(()));
+        assert_eq!(
+            w.mask(0),
+            Some(Mask::IN | Mask::RDHUP | Mask::OUT | Mask::HUP)
+        );
+        assert_eq!(w.shutdown_write(0), Ok(()));
+        assert!(w.allowed(&Op::Write(0, 1)));
+        assert_eq!(w.write(0, 1), IoOutcome::Err(EPIPE));
+        let d = w.drain(1);
+        assert_eq!((d.got_data, d.end), (true, IoOutcome::Eof));
+        assert_eq!(w.shutdown_write(0), Err(ENOTCONN));
+        assert_eq!(w.shutdown_write(1), Err(ENOTCONN));
+        // A finished connection takes no data; closing it sends nothing.
+        assert_eq!(w.write(1, 1), IoOutcome::Err(EPIPE));
+        assert_eq!(w.close(0), Ok(()));
+        assert_eq!(
+            w.mask(1),
+            Some(Mask::IN | Mask::RDHUP | Mask::OUT | Mask::HUP)
+        );
     }
 
     #[test]
