@@ -869,9 +869,10 @@ impl<B: Backend> Poller<B> {
                 self.backend.close_source(id);
             }
             self.take_rejections(events);
+            let interrupted = matches!(&result, Err(e) if e.kind() == io::ErrorKind::Interrupted);
             match result {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if interrupted => {}
                 Err(e) => {
                     // Keep what was collected (rejections) for the next call.
                     for ev in events.list.drain(..).rev() {
@@ -896,7 +897,9 @@ impl<B: Backend> Poller<B> {
             // A backend that filled its quota with reports the driver
             // dropped (the waker's own wake-up, a disarmed edge) may hold
             // more readiness: look again without blocking, a few times.
-            let full = self.out.events.len() >= room;
+            // An interrupted wait has not looked yet: even when its time is
+            // up it looks once more, without blocking.
+            let full = self.out.events.len() >= room || interrupted;
             if full && refills < 4 {
                 refills += 1;
                 timeout = Some(Duration::ZERO);
@@ -1098,11 +1101,23 @@ impl<B: Backend> Poller<B> {
             let Some(idx) = self.live_slot(rej.key) else {
                 continue;
             };
+            // A refused change is not in effect: the kernel still holds what
+            // it held before (a refused MOD leaves the old watch), which the
+            // next batch removes, as the registration is silent until
+            // declared again.
+            let old = self
+                .changes
+                .iter()
+                .find(|c| c.key == rej.key)
+                .and_then(|c| c.old);
             let slot = &mut self.slots[idx as usize];
             slot.failed = true;
-            slot.kernel = None;
+            slot.kernel = old;
             let ev = Event::rejected(slot.token, rej.errno);
             self.push(events, ev);
+            if old.is_some() {
+                self.mark_dirty(idx, rej.key);
+            }
         }
         self.out.rejected.clear();
     }

@@ -107,6 +107,8 @@ fn ready_from_epoll(bits: u32) -> Ready {
 }
 
 const EPERM: i32 = 1;
+const ENOENT: i32 = 2;
+const EBADF: i32 = 9;
 const EIO: i32 = 5;
 const EEXIST: i32 = 17;
 
@@ -226,14 +228,18 @@ impl Backend for EpollBackend {
             }
         }
         let max_events = max_events.max(1);
-        // Regular files first: they are ready now.
-        for f in &mut self.files {
+        // Regular files first: they are ready now. An edge or oneshot
+        // file's report is consumed only once the wait succeeded, so a
+        // failed epoll_wait does not lose it.
+        let mut examined = 0;
+        for f in &self.files {
             if out.events.len() >= max_events {
                 break;
             }
+            examined += 1;
             let due = match f.watch.trigger {
                 Trigger::Level => true,
-                Trigger::Edge | Trigger::Oneshot => std::mem::take(&mut f.pending),
+                Trigger::Edge | Trigger::Oneshot => f.pending,
             };
             if due {
                 out.events.push(RawEvent {
@@ -242,8 +248,14 @@ impl Backend for EpollBackend {
                 });
             }
         }
+        let consume = |files: &mut [FileEntry]| {
+            for f in files {
+                f.pending = false;
+            }
+        };
         let room = max_events - out.events.len();
         if room == 0 {
+            consume(&mut self.files[..examined]);
             return Ok(());
         }
         let timeout = if out.events.is_empty() && out.rejected.is_empty() {
@@ -256,11 +268,16 @@ impl Backend for EpollBackend {
         }
         // Ask for no more than `room`: the rest stays queued in the kernel.
         let n = self.epoll.wait_max(&mut self.buf, room, timeout)?;
+        consume(&mut self.files[..examined]);
         for ev in &self.buf[..n] {
             let key = Key(ev.data());
             if key == Key::WAKER {
                 if let Some(w) = &self.waker {
-                    w.notifier.drain()?;
+                    // The kernel consumed every report of this wait: a
+                    // failed drain must not drop them. The eventfd then
+                    // stays readable and the next wait reports a wake-up
+                    // the driver finds nothing behind.
+                    let _ = w.notifier.drain();
                 }
                 out.events.push(RawEvent {
                     key,
@@ -290,6 +307,28 @@ impl Backend for EpollBackend {
 
     fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// Removes the registration at once (one `EPOLL_CTL_DEL`) instead of
+    /// in the next batch. An epoll entry lives as long as its open *file*,
+    /// not its descriptor: if the program closes the descriptor right after
+    /// `forget` while the file stays open elsewhere (`dup`, `fork`), a
+    /// deferred `EPOLL_CTL_DEL` would name a closed number (`EBADF`) and the
+    /// entry would stay in the set for good, reporting readiness the driver
+    /// must drop at every wait. A regular file kept in user space is
+    /// dropped without a syscall. On an unexpected error (`ENOMEM`) the
+    /// removal is left to the batch.
+    fn forget_now(&mut self, fd: RawFd, key: Key, _old: Watch) -> bool {
+        if let Some(&pos) = self.file_pos.get(&fd)
+            && self.files[pos].key == key
+        {
+            self.remove_file(fd);
+            return true;
+        }
+        match self.epoll.delete_raw(fd) {
+            Ok(()) => true,
+            Err(e) => matches!(e.raw_os_error(), Some(EBADF) | Some(ENOENT)),
+        }
     }
 
     evmux_sys::backend_sources!(sources);
