@@ -121,7 +121,8 @@
 //! - Plus one eventfd `read(2)` when the waker fired.
 //! - Changes: none for a hot registration; one `epoll_ctl` for a cold one
 //!   (`MOD`, or `DEL` when the driver stops watching it, `ADD` when it
-//!   watches it again).
+//!   watches it again). A forgotten cold registration's `DEL` is made in
+//!   `forget`, not in the batch.
 //! - Migrations, at most `max_moves` per evaluation: one `epoll_ctl` each.
 //!
 //! ## Portability notes
@@ -154,16 +155,27 @@
 //!   disabled in place until the driver changes or removes it. A
 //!   `EPOLL_CTL_DEL` refused with `EBADF`/`ENOENT` means the descriptor is
 //!   gone already and is not an error.
+//! - `forget` of a cold registration removes it from the epoll set at once
+//!   ([`Backend::forget_now`], one `EPOLL_CTL_DEL`), while the program
+//!   still holds the descriptor, so "forget, then close" leaves nothing
+//!   behind even when the file is `dup`ed elsewhere; when that `DEL` fails
+//!   for another reason than a closed descriptor, the next batch tries
+//!   again. `forget` of a hot registration makes no syscall.
 //! - As with epoll, a cold descriptor closed while registered but `dup`ed
-//!   elsewhere stays in the epoll set; its reports carry a tag (slot index
-//!   and a per-`ADD` nonce) that no longer matches and are dropped. As with
+//!   elsewhere stays in the epoll set (epoll drops an entry only with the
+//!   file's last reference); once the registration is gone its reports
+//!   carry a tag (slot index and a per-`ADD` nonce) that no longer matches
+//!   and are dropped. Such a stale entry keeps the epoll descriptor
+//!   readable while its file is ready, so waits do not block then. As with
 //!   poll, a hot descriptor closed and its number reused without forgetting
 //!   the registration is watched under the old registration.
 //! - `max_events`: at most that many entries per call, at most one per key.
 //!   If more hot entries are ready than fit, the array scan resumes where
 //!   the previous one stopped (round-robin); cold readiness beyond the room
-//!   stays queued in the kernel (`epoll_wait` is asked for at most the
-//!   room). When a call is full, the halves take turns going first, so
+//!   stays ready in the kernel (both halves are level-triggered).
+//!   `epoll_wait` is asked for the room plus a few places for stale entries
+//!   (below), more when they fill it, and is called again (a bounded number
+//!   of times) while they crowd out live reports. When a call is full, the halves take turns going first, so
 //!   neither starves the other.
 //! - The waker is an `eventfd(2)` in the array, created at the first
 //!   [`Backend::waker`] call; wakes coalesce.
@@ -173,7 +185,9 @@
 //! - Descriptor limits: none beyond `RLIMIT_NOFILE` and epoll's
 //!   `max_user_watches`; [`Capabilities::max_fd`] is `None`. A demotion that
 //!   epoll refuses for any reason other than a closed descriptor pins the
-//!   descriptor in the array.
+//!   descriptor in the array. An `EBADF` counts as "closed" only when the
+//!   number is indeed closed (`fcntl(F_GETFD)`); otherwise the demotion is
+//!   abandoned and the descriptor stays hot, unchanged.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg(any(target_os = "linux", target_os = "android"))]
@@ -211,6 +225,14 @@ const POWERS: usize = 64;
 /// Parked records are swept when there are more than this many and they
 /// outnumber the live registrations.
 const PARKED_SLACK: usize = 64;
+
+/// The inner `epoll_wait` asks for this many reports beyond the room for
+/// the cold registrations, for stale entries (see `collect_cold`).
+const STALE_SLACK: usize = 4;
+
+/// How many times one wait calls `epoll_wait` again when stale entries
+/// filled its buffer.
+const STALE_RETRIES: usize = 8;
 
 /// Tuning of the migration policy; see the crate documentation.
 ///
@@ -363,6 +385,9 @@ struct Reg {
     scored_at: u64,
     /// Not moved before this epoch.
     settled_at: u64,
+    /// `epoch + 1` of the last wait whose epoll half reported it (0:
+    /// never): at most one event per key when `epoll_wait` is called again.
+    reported: u64,
 }
 
 /// The superpoll backend. See the crate documentation.
@@ -402,6 +427,9 @@ pub struct SuperpollBackend {
     /// evaluation: (record index, nonce).
     queue: Vec<(u32, u32)>,
     next_nonce: u32,
+    /// Extra room asked of the inner `epoll_wait` for entries the backend
+    /// no longer knows of (see [`STALE_SLACK`]); grows when they fill it.
+    stale_slack: usize,
     hot_load: f64,
     cold_load: f64,
     promotions: u64,
@@ -540,6 +568,7 @@ impl SuperpollBackend {
             buf: Vec::with_capacity(64),
             queue: Vec::new(),
             next_nonce: 0,
+            stale_slack: STALE_SLACK,
             hot_load: 1.0,
             cold_load: 0.0,
             promotions: 0,
@@ -653,6 +682,7 @@ impl SuperpollBackend {
             score: self.cfg.promote_above.clamp(0.0, 1.0),
             scored_at: self.epoch,
             settled_at: 0,
+            reported: 0,
         };
         let idx = match self.free.pop() {
             Some(idx) => {
@@ -852,8 +882,11 @@ impl SuperpollBackend {
                     // EBADF/ENOENT: closed (and maybe reused), nothing of
                     // ours is left in the set to delete. Any other reason:
                     // make sure nothing is left.
+                    // An EBADF for a number that is open is not about it:
+                    // the entry may still be there.
                     let e = errno(&e);
-                    self.remove_cold(idx, e != EBADF && e != ENOENT);
+                    let in_kernel = e != ENOENT && (e != EBADF || evmux_sys::fd::is_open_raw(c.fd));
+                    self.remove_cold(idx, in_kernel);
                     self.regs[idx as usize].place = Place::Parked { cold: true };
                     self.parked += 1;
                     self.reject(idx, e, out);
@@ -972,6 +1005,12 @@ impl SuperpollBackend {
                         budget -= 1;
                         // The entry moved into `pos` is examined next.
                         continue;
+                    }
+                    Err(EBADF) if evmux_sys::fd::is_open_raw(r.fd) => {
+                        // The number is open: the EBADF is not about it
+                        // (it can name the epoll descriptor). Abort the
+                        // demotion: the entry stays hot, as it was, and a
+                        // later evaluation may try again.
                     }
                     Err(EBADF) => {
                         // Closed under its registration: silent, as poll's
@@ -1142,42 +1181,76 @@ impl SuperpollBackend {
 
     /// The epoll set's readiness, at most the room left; returns how many
     /// registrations were ready.
+    ///
+    /// The kernel may hold entries the backend no longer knows of (an
+    /// `EPOLL_CTL_DEL` that failed, a descriptor closed while `dup`ed
+    /// elsewhere after its registration was dropped): their reports carry a
+    /// stale tag and are dropped. So that they cannot take the place of live
+    /// reports, `epoll_wait` is asked for [`STALE_SLACK`] (growing) more
+    /// than the room, and called again (up to [`STALE_RETRIES`] times) while
+    /// its buffer comes back full with fewer live reports than the room.
+    /// Both halves are level-triggered: a report read but not delivered
+    /// (past the room, or a repeat) stays ready in the kernel.
     fn collect_cold(&mut self, out: &mut Output, max_events: usize) -> io::Result<usize> {
         let room = max_events
             .saturating_sub(out.events.len())
-            .min(self.cold.len().max(1));
+            .min(self.cold.len());
         if room == 0 {
             // Stays queued in the kernel for the next call.
             return Ok(0);
         }
-        if self.buf.capacity() < room {
-            self.buf.clear();
-            self.buf.reserve(room);
-        }
-        let n = self
-            .epoll
-            .wait_max(&mut self.buf, room, Some(Duration::ZERO))?;
+        let seen = self.epoch.wrapping_add(1);
         let mut hits = 0;
-        for i in 0..n {
-            let ev = self.buf[i];
-            let data = ev.data();
-            let (idx, nonce) = (data as u32, (data >> 32) as u32);
-            let Some(r) = self.regs.get(idx as usize) else {
-                continue;
+        for attempt in 0..=STALE_RETRIES {
+            let ask = room.saturating_add(self.stale_slack);
+            if self.buf.capacity() < ask {
+                self.buf.clear();
+                self.buf.reserve(ask);
+            }
+            let n = match self
+                .epoll
+                .wait_max(&mut self.buf, ask, Some(Duration::ZERO))
+            {
+                Ok(n) => n,
+                // A later call of this wait failing: what was collected
+                // stands (the rest stays ready in the kernel).
+                Err(_) if attempt > 0 => break,
+                Err(e) => return Err(e),
             };
-            if !matches!(r.place, Place::Cold(_)) || r.nonce != nonce {
-                // A stale registration (a dup of a descriptor closed while
-                // cold): not ours any more.
-                continue;
+            let mut stale = 0;
+            for i in 0..n {
+                let ev = self.buf[i];
+                let data = ev.data();
+                let (idx, nonce) = (data as u32, (data >> 32) as u32);
+                let Some(r) = self.regs.get(idx as usize) else {
+                    stale += 1;
+                    continue;
+                };
+                if !matches!(r.place, Place::Cold(_)) || r.nonce != nonce {
+                    // A stale registration (a dup of a descriptor closed
+                    // while cold, a failed EPOLL_CTL_DEL): not ours any
+                    // more.
+                    stale += 1;
+                    continue;
+                }
+                if r.reported == seen || hits >= room {
+                    continue;
+                }
+                let bits = ready_from_epoll(ev.events()) & Ready::reportable(r.interest);
+                if bits.is_empty() {
+                    continue;
+                }
+                let key = r.key;
+                self.regs[idx as usize].reported = seen;
+                hits += 1;
+                self.bump(idx);
+                out.events.push(RawEvent { key, ready: bits });
             }
-            let bits = ready_from_epoll(ev.events()) & Ready::reportable(r.interest);
-            if bits.is_empty() {
-                continue;
+            if n < ask || hits >= room || stale == 0 {
+                break;
             }
-            let key = r.key;
-            hits += 1;
-            self.bump(idx);
-            out.events.push(RawEvent { key, ready: bits });
+            // Stale entries filled the buffer: ask for more next time.
+            self.stale_slack = self.stale_slack.saturating_mul(2).min(1 << 16);
         }
         Ok(hits)
     }
@@ -1231,6 +1304,39 @@ impl Backend for SuperpollBackend {
         let result = self.collect(ready, out, max_events.max(1));
         self.epoch = self.epoch.wrapping_add(1);
         result
+    }
+
+    /// A cold registration leaves the epoll set now (`EPOLL_CTL_DEL`), while
+    /// the program still holds the descriptor: deferred to the next batch,
+    /// the `DEL` would meet a number the program may have closed by then,
+    /// and an entry whose file is open elsewhere (a `dup`) would stay in the
+    /// set for good. A hot registration leaves the array in the next batch
+    /// (free, and nothing of it outlives the descriptor).
+    fn forget_now(&mut self, fd: RawFd, key: Key, old: evmux_interest::Watch) -> bool {
+        let _ = old;
+        let Some(&idx) = self.by_fd.get(&fd) else {
+            return false;
+        };
+        let r = self.regs[idx as usize];
+        if r.key != key || !matches!(r.place, Place::Cold(_)) {
+            return false;
+        }
+        if let Err(e) = self.epoll.delete_raw(fd) {
+            let e = errno(&e);
+            let gone = e == ENOENT || (e == EBADF && !evmux_sys::fd::is_open_raw(fd));
+            if !gone {
+                // Still in the set: the batch tries again.
+                return false;
+            }
+        }
+        // What the batched removal does, without its EPOLL_CTL_DEL: the
+        // DEL is activity of a cold descriptor, and the record is parked in
+        // the half it left.
+        self.bump(idx);
+        self.remove_cold(idx, false);
+        self.regs[idx as usize].place = Place::Parked { cold: true };
+        self.parked += 1;
+        true
     }
 
     fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {

@@ -86,11 +86,20 @@
 //! **Forget on uring costs one `io_uring_enter` if the registration was
 //! armed**, and nothing if it was not (declared and forgotten between two
 //! waits, a regular file, whose poll ends at once, or a refused addition).
+//! An enter that fails with `EINTR`, `EAGAIN` or `EBUSY` consumed
+//! nothing: the backend reaps the completion queue (making room if it was
+//! full) and enters again, up to 8 more times.
+//!
 //! It falls back to the batched removal (no syscall now; the next wait
-//! cancels the polls, and the file stays open until then) when the polls
-//! were armed by another thread than the calling one, whose task work alone
-//! can complete them (see "Threads" below), or if the submission fails or
-//! the completion is not seen within those 20 ms.
+//! cancels the polls, and the file stays open until then) exactly when:
+//! - the polls were armed by another thread than the calling one, whose
+//!   task work alone can complete them (see "Threads" below), or the
+//!   registration is being forgotten already;
+//! - an `io_uring_enter` fails with any other error (`ENOMEM`, `EBADF`,
+//!   …), or with `EINTR`/`EAGAIN`/`EBUSY` nine times in a row, or a
+//!   reaping error occurs (the waker's drain, a full submission queue that
+//!   cannot be submitted);
+//! - the completion is not seen within those 20 ms.
 //!
 //! ## Timeouts and the single syscall
 //!
@@ -271,6 +280,20 @@ const CANCEL_USER_DATA: u64 = u64::MAX - 1;
 /// Only reached if the kernel's completion work for the cancel is delayed
 /// (it normally runs within the `io_uring_enter` that submits the cancel).
 const FORGET_PATIENCE: Duration = Duration::from_millis(20);
+
+/// How many times `forget` tries its `io_uring_enter` again after an
+/// `EINTR`, `EAGAIN` or `EBUSY` (see the crate docs, "Forget").
+const FORGET_RETRIES: u32 = 8;
+
+/// An `io_uring_enter` error after which nothing was consumed and trying
+/// again may succeed: `EINTR` (a signal), `EAGAIN` (no memory for requests
+/// just now), `EBUSY` (completions waiting for room in the queue).
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    ) || e.kind() == io::ErrorKind::Interrupted
+}
 
 /// Checks the fault seam and counts one syscall of `kind`, as `evmux-sys`'s
 /// wrappers do.
@@ -1042,9 +1065,16 @@ impl UringBackend {
     /// the enter returns. If a wake-up of the poll raced with the cancel,
     /// that task work may be queued a moment later; the loop then waits for
     /// it, briefly. `Ok(false)`: not seen within [`FORGET_PATIENCE`].
+    ///
+    /// An enter that fails with `EINTR`, `EAGAIN` or `EBUSY` consumed
+    /// nothing: the completions are reaped (which makes room when the
+    /// completion queue was full) and the enter is tried again, up to
+    /// [`FORGET_RETRIES`] times; any other error, or one of these past the
+    /// retries, is returned.
     fn reap_cancelled(&mut self, key: Key, out: &mut Output) -> io::Result<bool> {
         let deadline = Instant::now() + FORGET_PATIENCE;
         let mut first = true;
+        let mut retries = 0;
         loop {
             self.fill_sq()?;
             let entered = if first {
@@ -1060,8 +1090,13 @@ impl UringBackend {
             self.drain(out)?;
             match entered {
                 Ok(()) => {}
-                // Nothing was consumed: the SQEs go with the next enter.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Nothing was consumed: the SQEs go with the next enter,
+                // made at once (as the first one) after the reaping above.
+                Err(e) if transient(&e) && retries < FORGET_RETRIES => {
+                    retries += 1;
+                    first = true;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             if self.reg(key).is_none_or(|r| r.instances == 0) {

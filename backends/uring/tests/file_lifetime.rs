@@ -338,3 +338,79 @@ fn without_the_5_19_set_up_flags_too() {
         assert_eq!(p.backend().armed_polls(), 0);
     }
 }
+
+#[test]
+fn a_forget_whose_enter_fails_transiently_enters_again() {
+    // EINTR, EAGAIN and EBUSY consume nothing: forget reaps and enters
+    // again, and the file is closed with the descriptor.
+    for errno in [libc::EINTR, libc::EAGAIN, libc::EBUSY] {
+        let mut p = poller();
+        let (r, w) = fd::pipe().unwrap();
+        p.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)
+            .unwrap();
+        assert!(wait(&mut p).is_empty());
+        let stats = p.backend().quirk_stats();
+        let before = counter::snapshot();
+        fault::install(
+            FaultPlan::new(1)
+                .fail_nth(SyscallKind::IoUringEnter, 1, errno)
+                .fail_nth(SyscallKind::IoUringEnter, 2, errno),
+        );
+        p.forget(Token(1)).unwrap();
+        let injected = fault::injected();
+        fault::clear();
+        // Failed calls are not counted: two injected, then one that works.
+        let delta = counter::snapshot() - before;
+        assert_eq!(injected, 2, "{errno}");
+        assert_eq!(
+            delta.get(SyscallKind::IoUringEnter),
+            1,
+            "{errno}: {delta:?}"
+        );
+        let after = p.backend().quirk_stats();
+        assert_eq!(after.forgotten_now, stats.forgotten_now + 1, "{after:?}");
+        assert_eq!(after.forget_deferred, stats.forget_deferred, "{after:?}");
+        drop(r);
+        epipe_now(&w);
+        assert!(wait(&mut p).is_empty(), "{errno}");
+    }
+}
+
+#[test]
+fn a_forget_whose_enter_keeps_failing_falls_back_to_the_next_wait() {
+    // A persistent error (any errno but EINTR/EAGAIN/EBUSY at once, or one
+    // of those more than 8 times in a row): the cancel goes with the next
+    // wait, and the file stays open until then.
+    for (errno, per_mille) in [(libc::ENOMEM, 1), (libc::EAGAIN, 1000)] {
+        let mut p = poller();
+        let (r, w) = fd::pipe().unwrap();
+        p.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)
+            .unwrap();
+        assert!(wait(&mut p).is_empty());
+        let stats = p.backend().quirk_stats();
+        let plan = if per_mille == 1 {
+            FaultPlan::new(1).fail_nth(SyscallKind::IoUringEnter, 1, errno)
+        } else {
+            FaultPlan::new(1).fail(SyscallKind::IoUringEnter, errno, per_mille)
+        };
+        fault::install(plan);
+        p.forget(Token(1)).unwrap();
+        let injected = fault::injected();
+        fault::clear();
+        assert_eq!(injected, if per_mille == 1 { 1 } else { 9 }, "{errno}");
+        let after = p.backend().quirk_stats();
+        assert_eq!(
+            after.forget_deferred,
+            stats.forget_deferred + 1,
+            "{after:?}"
+        );
+        drop(r);
+        evmux_sys::signal::ignore_sigpipe().unwrap();
+        assert!(
+            fd::write(&w, b"x").is_ok(),
+            "the file is open until the wait"
+        );
+        assert!(wait(&mut p).is_empty(), "{errno}");
+        epipe_now(&w);
+    }
+}
