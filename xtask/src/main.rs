@@ -8,8 +8,23 @@
 //!   a `BinaryHeap` and a `BTreeMap` (see `bench_timers`). Prints a table
 //!   per workload, flatness per structure and the wheel-vs-heap ratio at 1M
 //!   pending (or JSON with `--json`); progress goes to stderr.
+//! - `cargo xtask bench chain|idle|churn|all [--quick] [--json] [--only
+//!   NAMES]`: the seeds' experiments, evmux against raw epoll/poll loops,
+//!   mio and polling in the same run (see `bench_suite` and
+//!   `BENCHMARKS.md`); CSV and SVG in `target/evmux-bench/`.
 //! - `cargo xtask loom`: the loom models of `evmux-interest`.
-#![forbid(unsafe_code)]
+//! - `cargo xtask fuzz [--seconds N] [--target NAME]`: the cargo-fuzz
+//!   targets in `fuzz/` (see `fuzz`); `cargo xtask sanitize`: the test
+//!   suite under AddressSanitizer (see `sanitize`).
+//! - `cargo xtask loadtest [--backend NAME] [--quick] [--json] [--rounds
+//!   N] [--no-pin]`: the example HTTP server under httperf and wrk on every Linux
+//!   backend, against a mio server with the same logic (see `loadtest`).
+//! - `cargo xtask soak [--backend NAME] [--minutes N] [--json]`: random
+//!   churn on ~9,000 socket pairs per backend (see `soak`).
+// `deny`, not `forbid`: polling's `Poller::add` is `unsafe` (the source
+// must be deleted before it is closed), and the benchmarks allow exactly
+// that call, twice, with a SAFETY comment each.
+#![deny(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -17,8 +32,20 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use evmux_testkit::conformance::{self, BackendReport};
 
+mod bench_chain;
+mod bench_churn;
+mod bench_idle;
+mod bench_instr;
+mod bench_mux;
+mod bench_plot;
+mod bench_suite;
 mod bench_timers;
+mod fuzz;
 mod json;
+mod loadtest;
+mod mio_http;
+mod sanitize;
+mod soak;
 
 use bench_timers::{TimerBenchOpts, TimerResult};
 use json::Json;
@@ -35,17 +62,56 @@ commands:
       BTreeMap: insert+cancel and insert+expire at 1k, 100k, 1M and 10M
       pending (--quick: 1k, 100k and 1M, fewer ops and rounds; seconds
       instead of minutes). Run it in release mode (`cargo xtask` does).
+  bench chain|idle|churn|all [--quick] [--json] [--only NAME,NAME]
+      The seeds' experiments: raw-epoll and raw-poll loops (the floor),
+      every evmux backend, mio and polling, interleaved in one run.
+      chain: libevent's bench.c over N in {1000, 9000} pairs and active/total
+      ratios 0.01..1.0; idle: 100 active pairs beside 0..9000 idle ones;
+      churn: seed 001's read/write state machine on 1000 connections.
+      Writes target/evmux-bench/<name>.csv and .svg; --json prints
+      {\"chain\":[…],\"churn\":[…],\"idle\":[…]}. --quick: N = 1000, a few
+      ratios, fewer rounds (under 2 minutes for `all`). Release only.
+  bench instr [--quick] [--json]
+      User-space instructions per chain round under valgrind's callgrind
+      (raw loops, evmux backends, mio, polling; N = 1000): the overhead
+      comparison that wall-clock noise cannot resolve.
   loom
       Run the loom models of the cross-thread handles (waker, user
       triggers, registry) with RUSTFLAGS=\"--cfg loom\", in release, in
       target/loom. Prints `N passed, M failed`.
+  loadtest [--backend NAME] [--quick] [--json] [--rounds N] [--no-pin]
+      The example HTTP server (built in release) under httperf (fixed-rate
+      sweep) and wrk (100 and 1000 connections; 100 beside 5000 idle ones)
+      on every Linux backend, or only NAME, and a mio server with the same
+      logic, interleaved; prints reply rates, errors, p50/p99, the
+      evmux-epoll/mio ratio and the idle change. Servers are pinned to
+      one CPU, httperf and wrk to the others (taskset; --no-pin: not).
+      Needs httperf and wrk.
+      --json prints {\"loadtest\":[…],…}. --quick: under 2 minutes.
+  soak [--backend NAME] [--minutes N] [--json]
+      Every backend, or only NAME, N minutes each (default 1): ~9,000
+      socket pairs (select: what fits below FD_SETSIZE) under random
+      declare/forget/close/reopen/write/read/timer churn. Prints events,
+      errors, open descriptors and VmRSS at start and end; --json prints
+      {\"soak\":[{\"backend\":…,\"minutes\":N,\"events\":N,\"errors\":0,…},…]}.
+      Fails on any error or a descriptor count that changed.
+  fuzz [--seconds N] [--target NAME]
+      Build the cargo-fuzz targets in fuzz/ (interest_ops, timer_wheel,
+      http_parser) and run each, or only NAME, for N seconds (default 60)
+      with `cargo +nightly fuzz run`; prints runs, coverage and corpus per
+      target and `N passed, M failed`. Needs nightly and cargo-fuzz (says
+      how to install them when missing). See RELIABILITY.md.
+  sanitize [--no-build-std]
+      The workspace's lib and integration tests under AddressSanitizer
+      (nightly, -Zsanitizer=address, -Zbuild-std when rust-src is there),
+      in target/asan. Prints `N passed, M failed`. See RELIABILITY.md.
 
 EVMUX_BACKEND=NAME restricts `conformance` to NAME when --backend is not
 given.
 ";
 
 /// Benchmarks `cargo xtask bench` knows.
-const BENCHES: &[&str] = &["timers"];
+const BENCHES: &[&str] = &["timers", "chain", "idle", "churn", "all", "instr"];
 
 fn main() -> ExitCode {
     match real_main() {
@@ -68,6 +134,14 @@ fn real_main() -> Result<ExitCode> {
         "conformance" => conformance_cmd(&rest),
         "bench" => bench_cmd(&rest),
         "loom" => loom_cmd(&rest),
+        "fuzz" => fuzz::cmd(&rest),
+        "sanitize" => sanitize::cmd(&rest),
+        "loadtest" => loadtest_cmd(&rest),
+        "soak" => soak::soak_cmd(&rest),
+        "__mio-http-server" => {
+            mio_http::serve_cmd(&rest)?;
+            Ok(ExitCode::SUCCESS)
+        }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -267,6 +341,29 @@ fn to_json(reports: &[BackendReport]) -> Json {
     Json::obj([("backends", Json::Arr(backends))])
 }
 
+fn loadtest_cmd(args: &[String]) -> Result<ExitCode> {
+    let mut flags = Flags::new(args);
+    let json = flags.flag("--json");
+    let quick = flags.flag("--quick");
+    let backend = flags.value("--backend")?.map(str::to_string);
+    let no_pin = flags.flag("--no-pin");
+    let rounds = match flags.value("--rounds")? {
+        Some(n) => Some(
+            n.parse::<usize>()
+                .context("--rounds takes a whole number")?,
+        ),
+        None => None,
+    };
+    flags.finish()?;
+    loadtest::run(&loadtest::LoadtestOpts {
+        backend,
+        quick,
+        json,
+        rounds,
+        no_pin,
+    })
+}
+
 fn bench_cmd(args: &[String]) -> Result<ExitCode> {
     let Some((which, rest)) = args.split_first() else {
         bail!(
@@ -276,11 +373,40 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode> {
     };
     match which.as_str() {
         "timers" => bench_timers_cmd(rest),
+        "chain" | "idle" | "churn" | "all" => bench_suite_cmd(which, rest),
+        "instr" => {
+            let mut flags = Flags::new(rest);
+            let (json, quick) = (flags.flag("--json"), flags.flag("--quick"));
+            flags.finish()?;
+            bench_suite::instr(quick, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "__churn-count" => {
+            bench_suite::churn_count(rest)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "__chain-one" => {
+            bench_suite::chain_one(rest)?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => bail!(
             "unknown benchmark `{other}`; valid names: {}\n{USAGE}",
             BENCHES.join(", ")
         ),
     }
+}
+
+fn bench_suite_cmd(which: &str, args: &[String]) -> Result<ExitCode> {
+    let mut flags = Flags::new(args);
+    let json = flags.flag("--json");
+    let quick = flags.flag("--quick");
+    let only = flags
+        .value("--only")?
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    flags.finish()?;
+    bench_suite::run(which, &bench_suite::SuiteOpts { quick, json, only })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The pending count the wheel-vs-heap ratio is reported at.

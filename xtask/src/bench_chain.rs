@@ -1,0 +1,535 @@
+//! `chain`: the shape of libevent's classic `test/bench.c`, so that the
+//! figures compare with the C libraries' own.
+//!
+//! N socket pairs; A = round(ATR x N) of them (evenly spaced, pair
+//! `i * (N / A)`) get one byte before the round; W = N further writes are
+//! chained: every read of one byte from pair `i` forwards one byte to pair
+//! `i + 1` while writes remain. The round ends when every byte sent has
+//! been received. Only the dispatch loop is timed; the initial writes are
+//! not (as in bench.c). The wait is non-blocking (bench.c's
+//! `EVLOOP_ONCE | EVLOOP_NONBLOCK`).
+//!
+//! Level-triggered subjects read one byte per report (bench.c's `recv(fd,
+//! &ch, 1)`); mio, edge-triggered, reads byte by byte until `WouldBlock`,
+//! forwarding one byte per byte read, as an edge-triggered program must.
+//! polling re-arms each descriptor with `modify` after handling it.
+
+use std::os::fd::OwnedFd;
+
+use anyhow::{Result, bail};
+
+use crate::bench_mux::{
+    self, Handler, Pairs, Roster, Samples, Subject, Target, Warmup, num, read1, round_to, send1,
+};
+use crate::json::Json;
+
+/// The sweep.
+#[derive(Debug, Clone)]
+pub struct ChainOpts {
+    /// Pair counts.
+    pub ns: Vec<usize>,
+    /// Active/total ratios.
+    pub atrs: Vec<f64>,
+    /// Blocks per point: each block is one turn per subject, in rotated
+    /// order.
+    pub blocks: usize,
+    /// Timed rounds per turn.
+    pub rounds_per_turn: usize,
+}
+
+impl ChainOpts {
+    /// The issue's sweep.
+    pub fn full() -> ChainOpts {
+        ChainOpts {
+            ns: vec![1000, 9000],
+            atrs: vec![0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+            blocks: 3,
+            rounds_per_turn: 5,
+        }
+    }
+
+    /// N = 1000 and a few ratios.
+    pub fn quick() -> ChainOpts {
+        ChainOpts {
+            ns: vec![1000],
+            atrs: vec![0.01, 0.1, 0.3, 0.6, 1.0],
+            blocks: 3,
+            rounds_per_turn: 5,
+        }
+    }
+}
+
+/// One subject at one point.
+#[derive(Debug, Clone)]
+pub struct ChainPoint {
+    /// Who.
+    pub subject: Subject,
+    /// Pairs.
+    pub n: usize,
+    /// Active/total ratio asked for.
+    pub atr: f64,
+    /// Initially active pairs.
+    pub a: usize,
+    /// Chained writes.
+    pub w: usize,
+    /// Timings.
+    pub samples: Samples,
+}
+
+/// Everything `chain` measured.
+#[derive(Debug, Clone, Default)]
+pub struct ChainReport {
+    /// Per subject and point.
+    pub points: Vec<ChainPoint>,
+    /// `(subject, n, reason)` for subjects that could not run at a size.
+    pub unavailable: Vec<(&'static str, usize, String)>,
+    /// Timed rounds per subject and point.
+    pub rounds: usize,
+}
+
+struct Chain<'a> {
+    r: &'a [OwnedFd],
+    w: &'a [OwnedFd],
+    n: usize,
+    count: u64,
+    fired: u64,
+    writes: u64,
+    failures: u64,
+}
+
+impl Chain<'_> {
+    #[inline(always)]
+    fn forward(&mut self, idx: usize) {
+        if self.writes > 0 {
+            let widx = if idx + 1 == self.n { 0 } else { idx + 1 };
+            if !send1(&self.w[widx]) {
+                self.failures += 1;
+            }
+            self.writes -= 1;
+            self.fired += 1;
+        }
+    }
+}
+
+impl Handler for Chain<'_> {
+    #[inline(always)]
+    fn readable(&mut self, idx: usize) {
+        match read1(&self.r[idx]) {
+            Ok(k) => self.count += k as u64,
+            Err(_) => self.failures += 1,
+        }
+        self.forward(idx);
+    }
+
+    #[inline(always)]
+    fn readable_drain(&mut self, idx: usize) {
+        loop {
+            match read1(&self.r[idx]) {
+                Ok(0) => break,
+                Ok(k) => {
+                    self.count += k as u64;
+                    self.forward(idx);
+                }
+                Err(std::io::ErrorKind::WouldBlock) => break,
+                Err(_) => {
+                    self.failures += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn done(&self, waits: u64) -> bool {
+        // The second condition only guards against a broken subject.
+        self.count == self.fired || waits > 50_000_000
+    }
+}
+
+/// Runs the sweep; `tick` is called after each turn with a description.
+pub fn run(
+    opts: &ChainOpts,
+    roster: &Roster,
+    nofile: u64,
+    tick: &mut dyn FnMut(String),
+) -> Result<ChainReport> {
+    let mut report = ChainReport {
+        rounds: opts.blocks * opts.rounds_per_turn,
+        ..ChainReport::default()
+    };
+    for &n in &opts.ns {
+        let pairs = Pairs::new(n, nofile)?;
+        let warm = Warmup::for_size(n);
+        let mut gone: Vec<Subject> = Vec::new();
+        for &atr in &opts.atrs {
+            let a = ((atr * n as f64).round() as usize).clamp(1, n);
+            let w = n;
+            let space = n / a;
+            let mut samples: Vec<Samples> = vec![Samples::default(); roster.subjects.len()];
+            for block in 0..opts.blocks {
+                for (si, subject) in bench_mux::rotated(
+                    &roster
+                        .subjects
+                        .iter()
+                        .copied()
+                        .enumerate()
+                        .collect::<Vec<_>>(),
+                    block,
+                ) {
+                    if gone.contains(&subject) {
+                        continue;
+                    }
+                    let round = || {
+                        let mut fired = 0;
+                        for i in 0..a {
+                            if send1(&pairs.w[i * space]) {
+                                fired += 1;
+                            }
+                        }
+                        Chain {
+                            r: &pairs.r,
+                            w: &pairs.w,
+                            n,
+                            count: 0,
+                            fired,
+                            writes: w as u64,
+                            failures: 0,
+                        }
+                    };
+                    let finish = |h: Chain<'_>| {
+                        if h.count != h.fired || h.failures != 0 {
+                            bail!(
+                                "chain {}: n={n} atr={atr}: read {} of {} bytes, {} failures",
+                                subject.name(),
+                                h.count,
+                                h.fired,
+                                h.failures
+                            );
+                        }
+                        Ok(())
+                    };
+                    let res = bench_mux::turn(
+                        subject,
+                        &pairs,
+                        n,
+                        opts.rounds_per_turn,
+                        warm,
+                        &mut samples[si],
+                        round,
+                        finish,
+                    )?;
+                    if let Err(why) = res {
+                        report.unavailable.push((subject.name(), n, why));
+                        gone.push(subject);
+                    }
+                    tick(format!("chain n={n} atr={atr:.2} {}", subject.name()));
+                }
+            }
+            for (si, s) in samples.into_iter().enumerate() {
+                let subject = roster.subjects[si];
+                if gone.contains(&subject) {
+                    continue;
+                }
+                report.points.push(ChainPoint {
+                    subject,
+                    n,
+                    atr,
+                    a,
+                    w,
+                    samples: s,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+impl ChainReport {
+    /// The median of `name` at `(n, atr)`.
+    pub fn median_of(&self, name: &str, n: usize, atr: f64) -> Option<f64> {
+        self.points
+            .iter()
+            .find(|p| p.subject.name() == name && p.n == n && p.atr == atr)
+            .map(|p| p.samples.median())
+    }
+
+    fn ratio(&self, p: &ChainPoint, to: &str) -> f64 {
+        self.median_of(to, p.n, p.atr)
+            .map_or(f64::NAN, |base| p.samples.median() / base)
+    }
+
+    /// The median CPU time of `name` at `(n, atr)`.
+    pub fn cpu_median_of(&self, name: &str, n: usize, atr: f64) -> Option<f64> {
+        self.points
+            .iter()
+            .find(|p| p.subject.name() == name && p.n == n && p.atr == atr)
+            .map(|p| p.samples.cpu_median())
+    }
+
+    fn cpu_ratio(&self, p: &ChainPoint, to: &str) -> f64 {
+        self.cpu_median_of(to, p.n, p.atr)
+            .map_or(f64::NAN, |base| p.samples.cpu_median() / base)
+    }
+
+    /// Pair counts measured.
+    pub fn ns(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.points.iter().map(|p| p.n).collect();
+        v.dedup();
+        v
+    }
+
+    /// Subject names in roster order.
+    pub fn subjects(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = Vec::new();
+        for p in &self.points {
+            if !v.contains(&p.subject.name()) {
+                v.push(p.subject.name());
+            }
+        }
+        v
+    }
+
+    /// `(atr, ratio to raw-epoll)` per subject at `n`.
+    pub fn curves(&self, n: usize) -> Vec<(String, Vec<(f64, f64)>)> {
+        self.subjects()
+            .into_iter()
+            .map(|name| {
+                let pts = self
+                    .points
+                    .iter()
+                    .filter(|p| p.n == n && p.subject.name() == name)
+                    .map(|p| (p.atr, self.ratio(p, "raw-epoll")))
+                    .filter(|(_, r)| r.is_finite())
+                    .collect();
+                (name.to_string(), pts)
+            })
+            .collect()
+    }
+
+    /// Writes `chain.csv`.
+    pub fn write_csv(&self) -> Result<std::path::PathBuf> {
+        let rows: Vec<Vec<String>> = self
+            .points
+            .iter()
+            .map(|p| {
+                let (lo, hi) = bench_mux::min_max(&p.samples.us);
+                let waits: Vec<f64> = p.samples.waits.iter().map(|&w| w as f64).collect();
+                vec![
+                    p.subject.name().to_string(),
+                    p.n.to_string(),
+                    format!("{}", p.atr),
+                    p.a.to_string(),
+                    p.w.to_string(),
+                    p.samples.us.len().to_string(),
+                    num(p.samples.median(), 1),
+                    num(lo, 1),
+                    num(hi, 1),
+                    num(bench_mux::median(&waits), 0),
+                    p.samples.warm_waits.to_string(),
+                    num(self.ratio(p, "raw-epoll"), 4),
+                    num(self.ratio(p, "raw-poll"), 4),
+                    num(bench_mux::median(&p.samples.cpu_us), 1),
+                    p.samples.retried.to_string(),
+                    num(self.cpu_ratio(p, "raw-epoll"), 4),
+                    num(self.cpu_ratio(p, "raw-poll"), 4),
+                ]
+            })
+            .collect();
+        bench_mux::write_csv(
+            "chain.csv",
+            &[
+                "subject",
+                "n",
+                "atr",
+                "active",
+                "writes",
+                "rounds",
+                "median_us",
+                "min_us",
+                "max_us",
+                "waits_per_round",
+                "warmup_waits",
+                "ratio_to_raw_epoll",
+                "ratio_to_raw_poll",
+                "cpu_median_us",
+                "preempted_rounds_rerun",
+                "cpu_ratio_to_raw_epoll",
+                "cpu_ratio_to_raw_poll",
+            ],
+            &rows,
+        )
+    }
+
+    /// The `chain` array of the JSON summary.
+    pub fn to_json(&self) -> Json {
+        Json::Arr(
+            self.points
+                .iter()
+                .map(|p| {
+                    let (lo, hi) = bench_mux::min_max(&p.samples.us);
+                    Json::obj([
+                        ("subject", Json::Str(p.subject.name().into())),
+                        ("n", Json::Int(p.n as i64)),
+                        ("atr", Json::Num(p.atr)),
+                        ("median_us", round_to(p.samples.median(), 1)),
+                        (
+                            "ratio_to_raw_epoll",
+                            round_to(self.ratio(p, "raw-epoll"), 4),
+                        ),
+                        ("ratio_to_raw_poll", round_to(self.ratio(p, "raw-poll"), 4)),
+                        ("active", Json::Int(p.a as i64)),
+                        ("writes", Json::Int(p.w as i64)),
+                        ("rounds", Json::Int(p.samples.us.len() as i64)),
+                        ("min_us", round_to(lo, 1)),
+                        ("max_us", round_to(hi, 1)),
+                        (
+                            "cpu_median_us",
+                            round_to(bench_mux::median(&p.samples.cpu_us), 1),
+                        ),
+                        (
+                            "preempted_rounds_rerun",
+                            Json::Int(p.samples.retried as i64),
+                        ),
+                    ])
+                })
+                .collect(),
+        )
+    }
+
+    /// The chain targets of issue #5.
+    pub fn targets(&self) -> Vec<Target> {
+        // Which raw loop a point is compared with.
+        type Base<'a> = &'a dyn Fn(&ChainPoint) -> Option<&'static str>;
+        let check = |name: &str, subject: &str, base: Base<'_>| {
+            let mut worst: Option<(f64, usize, f64, &'static str)> = None;
+            let mut worst_cpu: Option<f64> = None;
+            let (mut over, mut total) = (0, 0);
+            for p in self.points.iter().filter(|p| p.subject.name() == subject) {
+                let Some(which) = base(p) else { continue };
+                let r = self.ratio(p, which);
+                let rc = self.cpu_ratio(p, which);
+                total += 1;
+                if r > 1.05 {
+                    over += 1;
+                }
+                if worst.is_none_or(|w| r > w.0) {
+                    worst = Some((r, p.n, p.atr, which));
+                }
+                if worst_cpu.is_none_or(|w| rc > w) {
+                    worst_cpu = Some(rc);
+                }
+            }
+            match worst {
+                None => Target {
+                    name: name.into(),
+                    met: None,
+                    detail: format!("{subject} not measured"),
+                },
+                Some((r, n, atr, which)) => Target {
+                    name: name.into(),
+                    met: Some(r <= 1.05),
+                    detail: format!(
+                        "worst {r:.3}x {which} (n={n}, atr={atr}); {over} of {total} points above 1.05; worst by CPU time {:.3}x",
+                        worst_cpu.unwrap_or(f64::NAN)
+                    ),
+                },
+            }
+        };
+        let better = |p: &ChainPoint| {
+            let e = self.median_of("raw-epoll", p.n, p.atr)?;
+            let q = self.median_of("raw-poll", p.n, p.atr)?;
+            Some(if e <= q { "raw-epoll" } else { "raw-poll" })
+        };
+        vec![
+            check(
+                "chain: evmux-epoll <= 1.05x raw-epoll at every point",
+                "evmux-epoll",
+                &|_| Some("raw-epoll"),
+            ),
+            check(
+                "chain: evmux-poll <= 1.05x raw-poll at every point",
+                "evmux-poll",
+                &|_| Some("raw-poll"),
+            ),
+            check(
+                "chain: evmux-superpoll <= 1.05x min(raw-epoll, raw-poll) at every point",
+                "evmux-superpoll",
+                &better,
+            ),
+        ]
+    }
+
+    /// The text report.
+    pub fn print(&self) {
+        let names = self.subjects();
+        for n in self.ns() {
+            println!(
+                "chain, n={n}: median dispatch time of a round, as a ratio to raw-epoll (raw-epoll in µs)"
+            );
+            print!("{:>5} {:>10}", "atr", "raw-epoll");
+            for name in &names {
+                print!(" {:>9}", short(name));
+            }
+            println!();
+            let mut atrs: Vec<f64> = self
+                .points
+                .iter()
+                .filter(|p| p.n == n)
+                .map(|p| p.atr)
+                .collect();
+            atrs.dedup();
+            for atr in atrs {
+                let base = self.median_of("raw-epoll", n, atr).unwrap_or(f64::NAN);
+                print!("{atr:>5.2} {:>10}", num(base, 0));
+                for name in &names {
+                    let cell = self
+                        .median_of(name, n, atr)
+                        .map_or("n/a".to_string(), |m| format!("{:.3}", m / base));
+                    print!(" {cell:>9}");
+                }
+                println!();
+            }
+            for (s, un, why) in &self.unavailable {
+                if *un == n {
+                    println!("  {s}: n/a ({why})");
+                }
+            }
+            println!();
+        }
+    }
+}
+
+/// A column header that fits.
+pub fn short(name: &str) -> String {
+    name.strip_prefix("evmux-")
+        .map_or_else(|| name.to_string(), |b| format!("ev-{b}"))
+}
+
+/// `bench __chain-one SUBJECT N ATR ROUNDS`: one subject, one point, a
+/// fixed number of timed rounds after the usual warm-up; prints the waits.
+/// `bench instr` runs it under callgrind.
+pub fn one_cmd(args: &[String], roster: &Roster, nofile: u64) -> Result<()> {
+    let [name, n, atr, rounds] = args else {
+        bail!("usage: bench __chain-one SUBJECT N ATR ROUNDS");
+    };
+    let Some(subject) = roster.subjects.iter().copied().find(|s| s.name() == name) else {
+        bail!("unknown subject `{name}`");
+    };
+    let n: usize = n.parse()?;
+    let atr: f64 = atr.parse()?;
+    let rounds: usize = rounds.parse()?;
+    let opts = ChainOpts {
+        ns: vec![n],
+        atrs: vec![atr],
+        blocks: 1,
+        rounds_per_turn: rounds,
+    };
+    let one = Roster {
+        subjects: vec![subject],
+        unavailable: Vec::new(),
+    };
+    let r = run(&opts, &one, nofile, &mut |_| {})?;
+    let waits: u64 = r.points.iter().flat_map(|p| p.samples.waits.iter()).sum();
+    println!("{waits}");
+    Ok(())
+}
