@@ -1166,3 +1166,26 @@ impl ChurnReport {
         println!();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_strace_summary() {
+        let text = "\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 84.35    0.014297          13      1082           io_uring_enter
+ 10.00    0.002000           2      1000       999 read
+  5.65    0.000653          32        81           poll
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.016950          14      2163       999 total
+";
+        let m = parse_strace_c(text);
+        assert_eq!(m.get("io_uring_enter"), Some(&1082));
+        assert_eq!(m.get("read"), Some(&1000));
+        assert_eq!(m.get("poll"), Some(&81));
+        assert_eq!(m.get("total"), None);
+    }
+}

@@ -759,3 +759,64 @@ impl Target {
         format!("  {verdict} {}: {}", self.name, self.detail)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_rotation() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(rotated(&[1, 2, 3], 1), vec![2, 3, 1]);
+        assert_eq!(rotated(&[1, 2, 3], 3), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn pairs_put_read_ends_low() {
+        let nofile = raise_nofile().unwrap();
+        let p = Pairs::new(8, nofile).unwrap();
+        let max_r = p.r.iter().map(|f| f.as_raw_fd()).max().unwrap();
+        let min_w = p.w.iter().map(|f| f.as_raw_fd()).min().unwrap();
+        assert!(max_r < min_w);
+        assert!(send1(&p.w[3]));
+        assert_eq!(read1(&p.r[3]), Ok(1));
+        assert_eq!(read1(&p.r[3]), Err(io::ErrorKind::WouldBlock));
+    }
+
+    #[test]
+    fn every_subject_runs_a_small_chain_round() {
+        struct One<'a> {
+            r: &'a [OwnedFd],
+            got: usize,
+        }
+        impl Handler for One<'_> {
+            fn readable(&mut self, idx: usize) {
+                if read1(&self.r[idx]) == Ok(1) {
+                    self.got += 1;
+                }
+            }
+            fn readable_drain(&mut self, idx: usize) {
+                while read1(&self.r[idx]) == Ok(1) {
+                    self.got += 1;
+                }
+            }
+            fn done(&self, waits: u64) -> bool {
+                self.got == 4 || waits > 1000
+            }
+        }
+        let nofile = raise_nofile().unwrap();
+        let p = Pairs::new(16, nofile).unwrap();
+        for s in Roster::probe().subjects {
+            let mut mux = Mux::open(s, &p.r, 16).unwrap().unwrap();
+            for i in [0, 5, 10, 15] {
+                assert!(send1(&p.w[i]));
+            }
+            let mut h = One { r: &p.r, got: 0 };
+            mux.run(&mut h, &p.r).unwrap();
+            assert_eq!(h.got, 4, "{}", s.name());
+            mux.close(&p.r).unwrap();
+        }
+    }
+}
