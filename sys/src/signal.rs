@@ -74,6 +74,105 @@ pub fn is_blocked(signal: i32) -> io::Result<bool> {
     }
 }
 
+/// Deliveries counted by [`install_counting_handler`], per signal number.
+static DELIVERIES: [std::sync::atomic::AtomicU64; 65] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 65];
+
+extern "C" fn count_delivery(signal: libc::c_int) {
+    if let Some(n) = usize::try_from(signal).ok().and_then(|i| DELIVERIES.get(i)) {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Installs, process-wide, a handler for `signal` that only counts the
+/// deliveries ([`deliveries`]), **without** `SA_RESTART`, so that blocking
+/// calls of the thread it lands on fail with `EINTR`: for tests of
+/// interrupted waits. Counted as [`SyscallKind::Other`].
+///
+/// `sigaction(signal, {count, no flags}, NULL)` — see sigaction(2).
+///
+/// # Errors
+///
+/// - `EINVAL`: `signal` is out of range, or `SIGKILL`/`SIGSTOP`.
+pub fn install_counting_handler(signal: i32) -> io::Result<()> {
+    enter(SyscallKind::Other)?;
+    if !(1..65).contains(&signal) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `sigaction` is plain data; all-zero is a valid value, then
+    // filled in. The handler does one atomic add, which is
+    // async-signal-safe; without SA_SIGINFO `sa_sigaction` holds a plain
+    // `void (*)(int)`, which `count_delivery` is.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_delivery as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(signal, &sa, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Deliveries of `signal` seen by [`install_counting_handler`]'s handler.
+pub fn deliveries(signal: i32) -> u64 {
+    usize::try_from(signal)
+        .ok()
+        .and_then(|i| DELIVERIES.get(i))
+        .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A thread of this process to direct signals at: its kernel thread id.
+/// Sending is `tgkill(2)` with this process's id, so a signal can never
+/// reach another process; if the thread has exited, the call fails with
+/// `ESRCH` (or, after the id was reused by a new thread of this process,
+/// reaches that one).
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadTarget {
+    tid: libc::pid_t,
+}
+
+#[cfg(target_os = "linux")]
+impl ThreadTarget {
+    /// The calling thread.
+    pub fn current() -> ThreadTarget {
+        // SAFETY: gettid(2) takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
+        ThreadTarget { tid }
+    }
+
+    /// Sends `signal` to the thread. Counted as [`SyscallKind::Other`].
+    ///
+    /// `tgkill(getpid(), tid, signal)` — see tgkill(2).
+    ///
+    /// # Errors
+    ///
+    /// - `EINVAL`: not a valid signal;
+    /// - `ESRCH`: the thread has exited.
+    pub fn send(self, signal: i32) -> io::Result<()> {
+        enter(SyscallKind::Other)?;
+        // SAFETY: tgkill(2) takes plain integers and touches no memory of
+        // ours; the thread group id is our own process's.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                self.tid,
+                signal as libc::c_long,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

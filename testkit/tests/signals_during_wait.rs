@@ -21,7 +21,6 @@
 //! handler is installed and which is alive: the sender is stopped and
 //! joined (also when the test panics) before the waiting thread goes on.
 
-use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::Once;
@@ -38,29 +37,11 @@ use evmux_testkit::world::{NewKind, RealWorld};
 
 const SIGNAL: libc::c_int = libc::SIGUSR2;
 
-/// Deliveries the handler saw (all threads, all tests of this binary).
-static HANDLED: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    HANDLED.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Installs the no-op handler, without `SA_RESTART`, once per process.
+/// Installs the counting handler (no `SA_RESTART`), once per process.
 fn install_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: `sigaction` is given a zeroed, then filled, struct that
-        // lives across the call; the handler only does an atomic add, which
-        // is async-signal-safe; no flag asks for SA_SIGINFO, so
-        // `sa_sigaction` holds a plain `void (*)(int)`.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            sa.sa_flags = 0;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(SIGNAL, &sa, std::ptr::null_mut())
-        };
-        assert_eq!(rc, 0, "sigaction: {}", io::Error::last_os_error());
+        evmux_sys::signal::install_counting_handler(SIGNAL).expect("sigaction");
     });
 }
 
@@ -77,8 +58,7 @@ impl Sender {
     /// Starts sending `count` signals to the calling thread, one every
     /// `gap` (busy-waited), writing a byte to `pipe` every 64 signals.
     fn start(count: u64, gap: Duration, pipe: std::os::fd::OwnedFd) -> Sender {
-        // SAFETY: pthread_self has no preconditions.
-        let target = unsafe { libc::pthread_self() };
+        let target = evmux_sys::signal::ThreadTarget::current();
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
@@ -88,11 +68,10 @@ impl Sender {
                 if s.load(Ordering::Acquire) {
                     break;
                 }
-                // SAFETY: `target` is the waiting thread, which joins this
-                // thread (Sender::drop) before it can exit, so it is alive;
-                // its process has a handler for SIGNAL.
-                let rc = unsafe { libc::pthread_kill(target, SIGNAL) };
-                assert_eq!(rc, 0, "pthread_kill: {}", io::Error::from_raw_os_error(rc));
+                // `target` is the waiting thread, which joins this thread
+                // (Sender::drop) before it can exit; the process has a
+                // handler for SIGNAL.
+                target.send(SIGNAL).expect("tgkill");
                 n.fetch_add(1, Ordering::Relaxed);
                 if i % 64 == 63 {
                     let _ = evmux_sys::fd::write(&pipe, b"s");
@@ -315,7 +294,7 @@ fn signals_during_waits_on_every_backend() {
     install_handler();
     let count = signal_count();
     let specs = conformance::backends_from_env().expect("EVMUX_BACKEND names a backend");
-    let handled_before = HANDLED.load(Ordering::Relaxed);
+    let handled_before = evmux_sys::signal::deliveries(SIGNAL);
     let mut ran = 0;
     for spec in specs {
         let Ok(make) = spec.make else {
@@ -329,7 +308,7 @@ fn signals_during_waits_on_every_backend() {
         assert!(fig.scenarios > 0 && fig.timers > 0);
         ran += 1;
     }
-    let handled = HANDLED.load(Ordering::Relaxed) - handled_before;
+    let handled = evmux_sys::signal::deliveries(SIGNAL) - handled_before;
     eprintln!("{handled} signal deliveries handled over {ran} backends");
     assert!(ran == 0 || handled > 0, "no signal was delivered");
 }
