@@ -63,9 +63,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -81,29 +79,9 @@ use evmux_sys::poll::{
 
 const EBADF: i32 = 9;
 
-/// A multiply-shift hasher for descriptor numbers: SipHash would dominate
-/// the cost of applying a change.
-#[derive(Default, Clone, Copy)]
-struct FdHasher(u64);
-
-impl Hasher for FdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.write_u64(u64::from(n as u32));
-    }
-}
-
-type FdMap = HashMap<RawFd, usize, BuildHasherDefault<FdHasher>>;
+/// Descriptor number → position; the driver's integer hasher (SipHash
+/// would dominate the cost of applying a change).
+type FdMap = evmux_interest::IntMap<RawFd, usize>;
 
 /// What the backend knows about one `pollfd` entry, at the same position.
 #[derive(Copy, Clone, Debug)]

@@ -192,9 +192,7 @@
 #![deny(missing_docs)]
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -326,28 +324,9 @@ pub struct SuperpollStats {
     pub demotions: u64,
 }
 
-/// A multiply-shift hasher for descriptor numbers.
-#[derive(Default, Clone, Copy)]
-struct FdHasher(u64);
-
-impl Hasher for FdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.write_u64(u64::from(n as u32));
-    }
-}
-
-type FdMap = HashMap<RawFd, u32, BuildHasherDefault<FdHasher>>;
+/// Descriptor number → position; the driver's integer hasher (SipHash
+/// would dominate the cost of applying a change).
+type FdMap = evmux_interest::IntMap<RawFd, u32>;
 
 /// Where a registration is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
