@@ -16,7 +16,7 @@ use crate::mailbox::{Collected, Mailbox, Op, Registry, UserShared, UserTrigger, 
 use crate::sync;
 use crate::types::{Event, Events, Interest, Mode, Ready, Token};
 
-use crate::intmap::IntMap;
+use crate::intmap::{DenseMap, IntMap};
 
 const R: u8 = 0b01;
 const W: u8 = 0b10;
@@ -116,8 +116,8 @@ pub struct Poller<B: Backend> {
     caps: Capabilities,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_token: IntMap<Token, u32>,
-    by_fd: IntMap<RawFd, u32>,
+    by_token: DenseMap<Token, u32>,
+    by_fd: DenseMap<RawFd, u32>,
     dirty: Vec<Key>,
     removals: Vec<Change>,
     changes: Vec<Change>,
@@ -140,7 +140,7 @@ pub struct Poller<B: Backend> {
     tracked_ready: Vec<u32>,
     collected: Collected,
     timers: TimerWheel<Token>,
-    timer_keys: IntMap<Token, TimerKey>,
+    timer_keys: DenseMap<Token, TimerKey>,
     expired: Vec<(TimerKey, Token)>,
 }
 
@@ -163,8 +163,8 @@ impl<B: Backend> Poller<B> {
             caps,
             slots: Vec::new(),
             free: Vec::new(),
-            by_token: IntMap::default(),
-            by_fd: IntMap::default(),
+            by_token: DenseMap::default(),
+            by_fd: DenseMap::default(),
             dirty: Vec::new(),
             removals: Vec::new(),
             changes: Vec::new(),
@@ -180,7 +180,7 @@ impl<B: Backend> Poller<B> {
             tracked_ready: Vec::new(),
             collected: Collected::default(),
             timers: TimerWheel::new(),
-            timer_keys: IntMap::default(),
+            timer_keys: DenseMap::default(),
             expired: Vec::new(),
         }
     }
@@ -412,6 +412,7 @@ impl<B: Backend> Poller<B> {
     ///
     /// # Errors
     /// [`Error::UnknownToken`] if no registration has this token.
+    #[inline]
     pub fn would_block(&mut self, token: Token, interest: Interest) -> Result<(), Error> {
         let Some(&idx) = self.by_token.get(&token) else {
             return Err(Error::UnknownToken { token });
@@ -612,6 +613,7 @@ impl<B: Backend> Poller<B> {
     ///
     /// # Errors
     /// [`Error::UnknownToken`] if no timer with this token is pending.
+    #[inline]
     pub fn reset_timer(&mut self, token: Token, deadline: Duration) -> Result<(), Error> {
         let Some(&key) = self.timer_keys.get(&token) else {
             return Err(Error::UnknownToken { token });
@@ -1280,6 +1282,31 @@ const EIO: i32 = 5;
 const EEXIST: i32 = 17;
 const EINVAL: i32 = 22;
 
+#[inline]
 fn deadline_ms(deadline: Duration) -> u64 {
-    u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    // ⌈ns / 10⁶⌉ without 128-bit division: whole seconds are whole
+    // milliseconds, so only the sub-second part rounds.
+    deadline
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(deadline.subsec_nanos().div_ceil(1_000_000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deadline_ms;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    proptest! {
+        /// Deadlines round up to whole milliseconds, exactly as
+        /// `⌈nanoseconds / 10⁶⌉`, saturating at `u64::MAX`.
+        #[test]
+        fn deadline_rounds_up_to_the_millisecond(secs in prop_oneof![0u64..10_000, any::<u64>()],
+                                                 nanos in prop_oneof![0u32..3, 999_999u32..1_000_002, 0u32..1_000_000_000]) {
+            let d = Duration::new(secs, nanos);
+            let want = u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+            prop_assert_eq!(deadline_ms(d), want);
+        }
+    }
 }

@@ -445,9 +445,13 @@ fn soak_one(spec: &BackendSpec, minutes: f64, seed: u64) -> Result<SoakResult> {
         let mut s = Soak {
             poller,
             pairs: Vec::with_capacity(pairs),
-            by_token: HashMap::with_capacity(pairs),
+            // Twice the room: a hash table more than half full doubles
+            // once its tombstones (from the churn: one token removed,
+            // another added) use up the rest, however steady its length —
+            // a step in RSS long after the warm-up.
+            by_token: HashMap::with_capacity(2 * pairs),
             next_token: 0,
-            timers: HashMap::new(),
+            timers: HashMap::with_capacity(2 * MAX_TIMERS),
             next_timer: 0,
             rng: Rng(seed | 1),
             events: Events::with_capacity(1024),
