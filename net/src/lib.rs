@@ -178,9 +178,14 @@ impl Reg {
         mut op: impl FnMut() -> io::Result<T>,
     ) -> io::Result<T> {
         loop {
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let e = match op() {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            // One errno → kind translation per failure.
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
                     if let Some(token) = self.token {
                         // Only `UnknownToken` can come back: the program
                         // forgot the token behind the source's back. The
@@ -189,7 +194,7 @@ impl Reg {
                     }
                     return Err(e);
                 }
-                r => return r,
+                _ => return Err(e),
             }
         }
     }

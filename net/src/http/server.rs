@@ -27,9 +27,10 @@
 //!   registration; the sources re-arm edge registrations on `WouldBlock`,
 //!   oneshot registrations are declared again after each event.
 //!
-//! Tokens: [`LISTENER`], [`WAKER`], then one token per connection slot from
-//! [`CONN_BASE`]; the idle timers use a separate range from [`TIMER_BASE`]
-//! (timers share the poller's token namespace with descriptors).
+//! Tokens: [`LISTENER`], [`WAKER`], then two per connection slot from
+//! [`CONN_BASE`]: the socket's and its idle timer's (timers share the
+//! poller's token namespace with descriptors). Interleaving them keeps
+//! every token small, so the poller finds each by indexing.
 //! A closed connection's slot is reused only after the events of the
 //! current wait are handled, so a stale event never reaches a new
 //! connection.
@@ -49,10 +50,9 @@ use crate::{TcpListener, TcpStream};
 pub const LISTENER: Token = Token(0);
 /// The stop waker's token.
 pub const WAKER: Token = Token(1);
-/// Connection slot `i` is registered under `Token(CONN_BASE + i)`.
+/// Connection slot `i` is registered under `Token(CONN_BASE + 2 * i)`,
+/// and its idle timer is `Token(CONN_BASE + 2 * i + 1)`.
 pub const CONN_BASE: usize = 2;
-/// Connection slot `i`'s idle timer is `Token(TIMER_BASE + i)`.
-pub const TIMER_BASE: usize = 1 << (usize::BITS - 1);
 
 /// The most header fields a request may have (more is `431`).
 pub const MAX_HEADERS: usize = 64;
@@ -337,8 +337,12 @@ impl<B: Backend> Server<B> {
     }
 }
 
+fn conn_token(i: usize) -> Token {
+    Token(CONN_BASE + 2 * i)
+}
+
 fn timer_token(i: usize) -> Token {
-    Token(TIMER_BASE + i)
+    Token(CONN_BASE + 2 * i + 1)
 }
 
 impl<B: Backend> Core<B> {
@@ -346,8 +350,8 @@ impl<B: Backend> Core<B> {
         match ev.token {
             LISTENER => self.accept_all(),
             WAKER => {}
-            Token(t) if t >= TIMER_BASE => self.on_timer(t - TIMER_BASE),
-            Token(t) => self.on_conn(t - CONN_BASE, ev),
+            Token(t) if (t - CONN_BASE) % 2 == 1 => self.on_timer((t - CONN_BASE) / 2),
+            Token(t) => self.on_conn((t - CONN_BASE) / 2, ev),
         }
     }
 
@@ -393,12 +397,7 @@ impl<B: Backend> Core<B> {
         let _ = stream.set_nodelay(true);
         let mode = self.config.mode;
         if stream
-            .register(
-                &mut self.poller,
-                Token(CONN_BASE + i),
-                Interest::READABLE,
-                mode,
-            )
+            .register(&mut self.poller, conn_token(i), Interest::READABLE, mode)
             .is_err()
         {
             self.free.push(i);
