@@ -26,8 +26,8 @@
 //!   open, not closed by the server). Errors = socket errors + non-2xx.
 //!   Rounds: every round runs every server, in an order rotated by one per
 //!   round; reported figures are medians over rounds (errors are summed);
-//!   then extra rounds alternate evmux-epoll and mio at 100 connections
-//!   only, for the ratio;
+//!   then extra rounds alternate evmux-epoll and mio (at 100 and at 1000
+//!   connections), for the ratio;
 //! - **comparisons** (evmux-epoll / mio; with / without the idle
 //!   connections) pair the two runs of each round (seconds apart, so both
 //!   saw about the same background load) and report the median of the
@@ -152,7 +152,7 @@ struct Plan {
     httperf_secs: u32,
     wrk_secs: u32,
     rounds: usize,
-    /// Extra evmux-epoll/mio alternations at 100 connections.
+    /// Extra evmux-epoll/mio alternations at 100 and 1000 connections.
     ratio_rounds: usize,
 }
 
@@ -420,8 +420,10 @@ pub fn run(opts: &LoadtestOpts) -> Result<ExitCode> {
         for k in 0..plan.ratio_rounds {
             let round = plan.rounds + k;
             let order = if k % 2 == 0 { [m, e] } else { [e, m] };
-            for i in order {
-                ctx.wrk(&mut servers, i, round, ACTIVE, 0, &mut results);
+            for &conns in &WRK_CONNS {
+                for i in order {
+                    ctx.wrk(&mut servers, i, round, conns, 0, &mut results);
+                }
             }
         }
     }
@@ -1465,9 +1467,12 @@ impl<'a> Report<'a> {
         }
         let _ = writeln!(
             o,
-            "\nwrk: -t2, {} s per run, {} round(s) (+{} evmux-epoll/mio alternations at {ACTIVE} \
+            "\nwrk: -t2, {} s per run, {} round(s) (+{} evmux-epoll/mio alternations at {} \
              connections); medians over rounds, errors summed",
-            p.wrk_secs, p.rounds, p.ratio_rounds
+            p.wrk_secs,
+            p.rounds,
+            p.ratio_rounds,
+            WRK_CONNS.map(|c| c.to_string()).join(" and ")
         );
         let _ = writeln!(
             o,
