@@ -256,14 +256,20 @@ impl<B: Backend> Poller<B> {
                 fd: Some(fd),
             });
         }
-        if let Some(holder) = self.token_use_other_than_descriptor(token) {
+        // A token held by a descriptor is held by nothing else (`claim`),
+        // so the common case, declaring a registration again, looks the
+        // token up once.
+        let existing = self.by_token.get(&token).copied();
+        if existing.is_none()
+            && let Some(holder) = self.token_use_other_than_descriptor(token)
+        {
             return Err(Error::TokenTaken {
                 token,
                 holder,
                 wanted: TokenUse::Descriptor(fd),
             });
         }
-        if let Some(&idx) = self.by_token.get(&token) {
+        if let Some(idx) = existing {
             if self.slots[idx as usize].source.is_some() {
                 return Err(Error::TokenTaken {
                     token,
@@ -339,8 +345,16 @@ impl<B: Backend> Poller<B> {
         };
         let idx = match self.free.pop() {
             Some(idx) => {
-                let generation = self.slots[idx as usize].generation;
-                self.slots[idx as usize] = Slot { generation, ..slot };
+                let old = &self.slots[idx as usize];
+                // `queued` stays: the slot may still be in `tracked_ready`
+                // (the list is pruned at the next wait), and a second entry
+                // would report the new registration twice in one wait.
+                let (generation, queued) = (old.generation, old.queued);
+                self.slots[idx as usize] = Slot {
+                    generation,
+                    queued,
+                    ..slot
+                };
                 idx
             }
             None => {
@@ -519,7 +533,7 @@ impl<B: Backend> Poller<B> {
     fn token_use_other_than_descriptor(&self, token: Token) -> Option<TokenUse> {
         if self.waker == Some(token) {
             Some(TokenUse::Waker)
-        } else if self.users.contains_key(&token) {
+        } else if !self.users.is_empty() && self.users.contains_key(&token) {
             Some(TokenUse::User)
         } else if self.timer_keys.contains_key(&token) {
             Some(TokenUse::Timer)
@@ -1192,31 +1206,48 @@ impl<B: Backend> Poller<B> {
     /// Reports tracked registrations from the readiness user space knows,
     /// by their modes' rules, without asking the kernel.
     fn report_tracked(&mut self, events: &mut Events) {
+        // The list holds the registrations that may have something to
+        // report; one with nothing (known readiness outside its interest, a
+        // consumed edge, a fired oneshot) leaves it, so a wait costs the
+        // number of reportable registrations, not of known-ready ones (a
+        // socket is known writable for as long as it does not block).
+        // Whatever makes it reportable again queues it again: a kernel
+        // report (`take_readiness`) or a declare.
         let mut list = std::mem::take(&mut self.tracked_ready);
         list.retain(|&idx| {
             let slot = &mut self.slots[idx as usize];
-            if !slot.live || !slot.tracked || slot.known == 0 {
+            let dirs = if slot.tracked {
+                Self::tracked_dirs(slot)
+            } else {
+                0
+            };
+            let Some(ev) =
+                from_bits(dirs).and_then(|d| Event::from_ready(slot.token, d, slot.known_mask))
+            else {
                 slot.queued = false;
                 return false;
+            };
+            let keep = match slot.mode {
+                Mode::Level => true,
+                Mode::Edge => {
+                    slot.armed &= !bits(ev.interest().expect("a direction"));
+                    Self::tracked_dirs(slot) != 0
+                }
+                Mode::Oneshot => {
+                    slot.enabled = false;
+                    false
+                }
+            };
+            if !keep {
+                slot.queued = false;
             }
-            true
+            if events.list.len() < events.cap {
+                events.list.push(ev);
+            } else {
+                self.overflow.push_back(ev);
+            }
+            keep
         });
-        for &idx in &list {
-            let slot = &mut self.slots[idx as usize];
-            let dirs = Self::tracked_dirs(slot);
-            let Some(dirs) = from_bits(dirs) else {
-                continue;
-            };
-            let Some(ev) = Event::from_ready(slot.token, dirs, slot.known_mask) else {
-                continue;
-            };
-            match slot.mode {
-                Mode::Level => {}
-                Mode::Edge => slot.armed &= !bits(ev.interest().expect("a direction")),
-                Mode::Oneshot => slot.enabled = false,
-            }
-            self.push(events, ev);
-        }
         self.tracked_ready = list;
     }
 

@@ -1002,6 +1002,30 @@ pub fn all() -> Vec<Scenario> {
                 Wait,
             ],
         ),
+        // A forgotten tracked registration's slot, reused at once by a new
+        // one that is tracked and declared again before the next wait: one
+        // event for it per wait, never two.
+        sc(
+            "tracked-slot-reused-after-forget",
+            "tracked",
+            vec![
+                Open(Pair),
+                Open(Pair),
+                decl(0, 1, R, Level),
+                Track(1),
+                Write(1, 1),
+                Wait,
+                Forget(1),
+                decl(2, 2, R, Level),
+                Track(2),
+                decl(2, 2, R, Level),
+                Write(3, 1),
+                Wait,
+                Wait,
+                Drain(2),
+                Wait,
+            ],
+        ),
         sc(
             "tracked-hangup-stays-reported",
             "tracked",
