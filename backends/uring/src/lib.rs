@@ -1,63 +1,121 @@
 //! The io_uring backend for evmux.
 //!
-//! Readiness comes from one **multishot `IORING_OP_POLL_ADD`** per
-//! registration, kept armed in the kernel, and every change of the interest
-//! set is an SQE submitted by the very `io_uring_enter(2)` that waits: a
-//! batch of N changes costs one syscall, for any N that fits the submission
-//! queue (4096 SQEs).
+//! Readiness comes from **`IORING_OP_POLL_ADD`** requests, one per
+//! registration, and every change of the interest set, every re-arm and
+//! every level re-check is an SQE submitted by the very `io_uring_enter(2)`
+//! that waits: a wait costs one syscall, whatever the batch holds (up to the
+//! submission queue's 4096 SQEs) and however many registrations stay ready.
 //!
 //! # Design
 //!
-//! ## Level semantics on top of edge-ish completions
+//! ## Level semantics from one-shot polls
 //!
-//! A multishot poll posts a CQE when the file *wakes it up* (and once when it
-//! is armed, if the file is ready then). It does not post again while the
-//! file merely stays ready, and the mask a CQE carries may be stale: the
-//! kernel stashes the wake-up's key and runs the completion later (task
-//! work), so "data arrived, then the program read it all, then waited"
-//! yields a CQE saying `POLLIN` for an empty pipe (the crate's tests provoke
-//! exactly this). `IORING_POLL_ADD_LEVEL` is no way out: it was disabled at
-//! prep time before Linux 6.0 shipped ("io_uring/poll: disable level
-//! triggered poll", September 2022), and a `POLL_ADD` carrying it fails with
-//! `EINVAL` on current kernels (checked on 6.18). Nor could any flag help: a
-//! queue of completions cannot say "still ready at this wait"; whatever it
-//! holds is as old as the task work that posted it.
+//! A poll request's completion says when the file *woke it up*, with the
+//! mask of the wake-up, stashed then and posted later (task work). It says
+//! nothing of whether the file is still ready at the next wait: "data
+//! arrived, then the program read it all, then waited" yields a CQE saying
+//! `POLLIN` for an empty pipe (the crate's tests provoke exactly this). A
+//! multishot poll does not post again while the file merely stays ready
+//! either. `IORING_POLL_ADD_LEVEL` is no way out: it was disabled at prep
+//! time before Linux 6.0 shipped ("io_uring/poll: disable level triggered
+//! poll", September 2022), and a `POLL_ADD` carrying it fails with `EINVAL`
+//! on current kernels (checked on 6.18).
 //!
-//! So CQEs are **hints**. Each registration has a *possibly ready* flag,
-//! set by any CQE for it. After the `io_uring_enter` of a wait, one
-//! zero-timeout `poll(2)` over the possibly-ready registrations (with their
-//! current interest) gives the exact readiness at the time of the wait:
-//! registrations found ready are reported and stay flagged (a level
-//! registration must be reported at every wait while ready, and the kernel
-//! will not post again for it); the others lose the flag, and the kernel will
-//! post a new CQE when they become ready again, because the multishot poll
-//! stays armed. While any registration is flagged, the `io_uring_enter`
-//! does not block.
+//! One completion *is* exact: the one of arming. `POLL_ADD` calls the
+//! file's `poll` method when it is submitted, and a one-shot poll on a
+//! descriptor that is ready then completes at once, with the mask of that
+//! moment, inside the `io_uring_enter` that submitted it; one on a
+//! descriptor that is not ready stays armed. So the backend arms
+//! **one-shot** polls and tells completions apart by *when they were
+//! posted*:
 //!
-//! This makes the stream identical to `poll(2)`'s level semantics. The
-//! backend reports [`Capabilities::native_edge`] and
+//! - **Posted during the wait's own `io_uring_enter`** (by arming, or by a
+//!   wake-up while the enter ran): readiness at the time of the wait. Its
+//!   mask (limited to [`Ready::reportable`] of the watch, merged over the
+//!   completions of one registration) is reported, once per registration.
+//! - **Posted before the wait began** (since the last wait): a *hint*. A
+//!   wake-up caused by the program itself (its write into a pipe or socket
+//!   it also watches) runs the poll's completion work on the way back from
+//!   that write, so such a CQE is in the ring before the program can read
+//!   the data, and the program may have read it since. Before it enters,
+//!   the backend reaps these CQEs and re-arms each registration with a new
+//!   one-shot `POLL_ADD` in the enter's own submission: if the descriptor is
+//!   still ready, that poll completes at once, in the same enter, with the
+//!   exact mask; if not, it stays armed (and the stale mask is dropped).
+//! - **After a report**, the registration's one-shot poll has completed;
+//!   the next wait's enter arms a new one. A descriptor that is still ready
+//!   completes it at once and is reported again (level: at every wait while
+//!   ready); one that is not stays armed until it becomes ready.
+//!
+//! No `poll(2)` re-check is needed, and nothing else: a level registration
+//! that stays ready costs one SQE and one CQE per wait, no syscall of its
+//! own. Between waits a reported registration has no poll armed (it holds
+//! no file reference, and forgetting it costs nothing).
+//!
+//! The backend reports [`Capabilities::native_edge`] and
 //! [`Capabilities::native_oneshot`] as false: the driver only sends
 //! [`Trigger::Level`] watches and emulates edge and oneshot by changing the
 //! watch.
 //!
+//! **Exactness, and its one limit.** A completion posted during the enter
+//! by a wake-up rather than by arming carries the wake-up's mask (or, after
+//! several wake-ups, the kernel's own re-poll at completion time). For the
+//! program's own writes, reads and closes this cannot be stale: a thread's
+//! syscalls run its pending completion work on their way back, so any
+//! readiness the program consumed after a wake-up was posted *before* the
+//! wait, as a hint. It can be stale in one race between threads: another
+//! thread (or the network stack elsewhere) makes data readable, this thread
+//! reads it, and only then does the other side's wake-up call run (a window
+//! between publishing data and waking the wait queue, `pipe_write` and
+//! `mutex_unlock` apart). The wait then reports the descriptor readable
+//! once, although the program emptied it before the wait: a spurious
+//! event, which a non-blocking read answers with `WouldBlock` (and edge or
+//! oneshot registrations re-arm by the usual `would_block` or declaration).
+//! Telling such a completion apart from a genuine wake-up during the wait
+//! needs another look at the file after the completion, which is another
+//! syscall (this backend used to pay it, a `poll(2)` re-check, on every
+//! wait that reported anything). Single-threaded programs, the
+//! request/reply churn workload and the conformance suite never meet the
+//! race.
+//!
+//! ## The exception: `POLLRDHUP` on a write-only watch
+//!
+//! io_uring adds `POLLERR|POLLHUP|POLLRDHUP` to every poll's mask. On a
+//! socket whose peer shut its write side, a write-only watch's one-shot poll
+//! therefore completes at arming with `POLLRDHUP` alone while the socket is
+//! not writable: nothing to report, and arming it again would complete at
+//! once again. A one-shot completion with nothing reportable switches the
+//! registration to a **multishot** poll (posting at arming with
+//! `IORING_CQE_F_MORE`, then once per wake-up), until its watch changes.
+//! Its completions are sorted as above; a report or a hint re-checks it
+//! with a cancel and a new multishot poll, whose arming completion is exact;
+//! completions with nothing reportable are dropped. The cost: the wait in
+//! which a registration switches, and each wait after a report of such a
+//! registration that is no longer writable, end early on an arming
+//! completion with nothing to report, and the driver resumes them (one more
+//! `io_uring_enter`).
+//!
 //! ## Changes
 //!
-//! - add: `POLL_ADD` with `IORING_POLL_ADD_MULTI`, `user_data` = the [`Key`],
-//!   mask `POLLIN|POLLRDHUP` for readable, `POLLOUT` for writable (`POLLERR`
-//!   and `POLLHUP` are always reported by the kernel);
+//! - add: `POLL_ADD` (one-shot), `user_data` = the [`Key`], mask
+//!   `POLLIN|POLLRDHUP` for readable, `POLLOUT` for writable (`POLLERR` and
+//!   `POLLHUP` are always reported by the kernel);
 //! - remove: `IORING_OP_ASYNC_CANCEL` by `user_data` (with
 //!   `IORING_ASYNC_CANCEL_ALL` where available), `IOSQE_CQE_SKIP_SUCCESS`,
 //!   normally submitted by `forget` itself rather than by the next batch
-//!   ("Forget", below).
+//!   ("Forget", below), and only if a poll is armed (a reported
+//!   registration's has completed).
 //!   Cancellation is used rather than `IORING_OP_POLL_REMOVE` because a
 //!   remove can fail with `EALREADY` and leave the poll armed when it races
 //!   with the poll's own completion work (the kernel's `io_poll_disarm`
 //!   cannot take ownership then), whereas a cancel marks the poll cancelled
 //!   in any state, and `CANCEL_ALL` catches every poll of the key;
-//! - modify: cancel + a new `POLL_ADD` with the same key, in that order in
-//!   the same submission. `IORING_POLL_UPDATE_EVENTS` would save an SQE and
-//!   a CQE, but the io-uring crate (0.7) has no builder for it, and an update
-//!   goes through the same `io_poll_disarm` as a remove.
+//! - modify: a new `POLL_ADD` with the same key, preceded in the same
+//!   submission by a cancel if a poll is still armed (a registration
+//!   reported at the last wait has none: the modification is one SQE).
+//!   `IORING_POLL_UPDATE_EVENTS` would save an SQE and a CQE, but the
+//!   io-uring crate (0.7) has no builder for it, and an update goes through
+//!   the same `io_poll_disarm` as a remove.
 //!
 //! The backend counts, per registration, the poll requests it submitted
 //! whose final CQE (one without `IORING_CQE_F_MORE`) it has not seen yet, so
@@ -68,24 +126,29 @@
 //!
 //! A removal is not left to the next batch: an armed poll holds a reference
 //! to the file, and the program may close the descriptor right after
-//! `forget`. [`Backend::forget_now`] queues the cancel SQE(s) of the
-//! registration, submits them (with anything else still queued) in one
-//! `io_uring_enter(GETEVENTS, min_complete = 0)`, and reaps the completion
-//! queue until every poll of the registration has posted its final CQE.
+//! `forget`. [`Backend::forget_now`] first reaps the completions already
+//! posted (the registration's one-shot poll may have fired since the last
+//! wait, and then nothing is left to cancel); if a poll is still armed, it
+//! queues the cancel SQE(s) of the registration, submits them (with
+//! anything else still queued) in one `io_uring_enter(GETEVENTS,
+//! min_complete = 0)`, and reaps the completion queue until every poll of
+//! the registration has posted its final CQE.
 //! The kernel posts that CQE from the cancelled poll's completion work,
 //! which runs on the thread that armed the poll (this one) before the enter
 //! returns, and frees the request, dropping its file reference, in the same
 //! step. If a wake-up of the poll raced with the cancel, that work may be
 //! queued a moment later: the backend then waits for it a little (at most
 //! 20 ms; it normally takes microseconds).
-//! The CQEs reaped on the way are handled as in a wait: the forgotten
-//! key's are dropped; other registrations' readiness sets their *possibly
-//! ready* flag, so the next wait reports them, once per the mode's rules;
-//! a refusal is kept for the next wait; a wake-up stays pending.
+//! The CQEs reaped on the way are handled as completions posted before a
+//! wait: the forgotten key's are dropped; other registrations' readiness
+//! becomes a hint, which the next wait re-checks in its own enter and
+//! reports once per the mode's rules; a refusal is kept for the next wait;
+//! a wake-up stays pending.
 //!
-//! **Forget on uring costs one `io_uring_enter` if the registration was
-//! armed**, and nothing if it was not (declared and forgotten between two
-//! waits, a regular file, whose poll ends at once, or a refused addition).
+//! **Forget on uring costs one `io_uring_enter` if a poll of the
+//! registration is armed**, and nothing otherwise (declared and forgotten
+//! between two waits, reported at the last wait or fired since, a regular
+//! file, whose poll completes at once, or a refused addition).
 //! An enter that fails with `EINTR`, `EAGAIN` or `EBUSY` consumed
 //! nothing: the backend reaps the completion queue (making room if it was
 //! full) and enters again, up to 8 more times.
@@ -104,39 +167,54 @@
 //! ## Timeouts and the single syscall
 //!
 //! Every wait is one `io_uring_enter(to_submit, min_complete,
-//! IORING_ENTER_GETEVENTS [| IORING_ENTER_EXT_ARG])`:
+//! IORING_ENTER_GETEVENTS [| IORING_ENTER_EXT_ARG])`, after the completions
+//! posted since the last wait were reaped (hints, above):
 //! - `None`: `min_complete` ≥ 1, no timeout;
 //! - `Some(t)`, `t > 0`: `IORING_ENTER_EXT_ARG` with a relative timespec
 //!   (Linux ≥ 5.11), never shorter than `t`;
-//! - `Some(0)`, or a wait that must not block (a registration is possibly
-//!   ready, a wake-up is pending): `min_complete = 0`. `GETEVENTS` is still
+//! - `Some(0)`, or a wait that must not block (a wake-up is pending, a
+//!   refusal is to be reported): `min_complete = 0`. `GETEVENTS` is still
 //!   passed: it makes the kernel run the pending completion work before
-//!   returning, which is what posts readiness CQEs for polls armed by this
-//!   very submission.
+//!   returning, which is what posts readiness CQEs for multishot polls armed
+//!   by this very submission (one-shot polls that are ready complete inline,
+//!   during the submission).
+//!
+//! A wait never has to avoid blocking because of possibly-ready
+//! registrations: their re-arms are in its submission, and a ready one
+//! completes at once, which ends the blocking part of the enter.
 //!
 //! A blocking wait whose batch cancels polls asks for one more completion
 //! per cancel (each cancel is certain to produce one: the cancelled poll's
 //! `-ECANCELED`, or, when the poll had ended already, that poll's final CQE
-//! still unread), so that these do not end the wait early. This is only done
-//! while every poll was submitted by the waiting thread (below), since
-//! otherwise the `-ECANCELED` is posted by another thread's task work.
+//! still unread, or the cancel's own `-ENOENT`), so that these do not end
+//! the wait early. This is only done while every poll was submitted by the
+//! waiting thread (below), since otherwise the `-ECANCELED` is posted by
+//! another thread's task work.
 //!
-//! **Syscalls per wait:** one `io_uring_enter`; plus one `poll(2)` when any
-//! registration is possibly ready (in level mode, every wait while something
-//! stays ready); plus one `read(2)` of the waker's eventfd when the waker's
-//! poll fired. A batch that needs more than 4096 SQEs (more than ~2000
-//! modifications, or 4096 additions) is submitted in chunks, one extra
-//! `io_uring_enter` per full submission queue: that is the one case in which
-//! a batch costs more than one `io_uring_enter`. CQ overflow (below) costs
-//! one more per flush. Removals are not part of the batch: **`forget` costs
-//! one `io_uring_enter` if the registration was armed** (above), plus the
-//! eventfd `read(2)` if it reaps a wake-up.
+//! **Syscalls per wait:** one `io_uring_enter`, whatever is ready, changed,
+//! re-armed or re-checked; plus one `read(2)` of the waker's eventfd when
+//! the waker's poll fired. More only in these cases:
+//! - a submission of more than 4096 SQEs (changes and re-arms together:
+//!   more than ~2000 modifications, or more than 4096 level registrations
+//!   that stay ready, or a mix) is submitted in chunks, one extra
+//!   `io_uring_enter` per full submission queue;
+//! - CQ overflow (below) costs one more per flush;
+//! - a wait whose enter ends on completions that turn out to have nothing
+//!   to report (an arming completion with only `POLLRDHUP` for a write-only
+//!   watch, above; a completion for a registration forgotten or changed in
+//!   the meantime; an `-ECANCELED` the backend did not count on, e.g. after
+//!   the backend moved between threads) is resumed by the driver: one more
+//!   `io_uring_enter`, as often as that happens.
+//!
+//! Removals are not part of the batch: **`forget` costs one
+//! `io_uring_enter` if a poll is armed** (above), plus the eventfd
+//! `read(2)` if it reaps a wake-up.
 //!
 //! # Kernel requirements
 //!
 //! | feature | Linux | use |
 //! |---|---|---|
-//! | `IORING_POLL_ADD_MULTI` | 5.13 | required: readiness |
+//! | `IORING_POLL_ADD_MULTI` | 5.13 | required: the waker, and write-only watches of half-closed sockets |
 //! | `IORING_FEAT_EXT_ARG` | 5.11 | required: timeouts in the waiting enter |
 //! | `IORING_FEAT_NODROP` | 5.5 | required: no CQE is lost on overflow |
 //! | `IOSQE_CQE_SKIP_SUCCESS` (`IORING_FEAT_CQE_SKIP`) | 5.17 | required: silent cancels |
@@ -146,34 +224,45 @@
 //!
 //! `SINGLE_ISSUER`/`DEFER_TASKRUN` are not used: the backend is `Send`, and
 //! those tie the ring to one task (`io_uring_enter` fails with `EEXIST`
-//! from any other).
+//! from any other). `DEFER_TASKRUN` would also break the sorting above: it
+//! runs all completion work inside `io_uring_enter`, so a wake-up caused by
+//! the program's own write would be posted during the next wait, looking
+//! fresh although the program may have read the data since. With or
+//! without `COOP_TASKRUN` (which only drops the interrupt for a wake-up
+//! from another CPU), completion work queued by a thread's own syscall runs
+//! when that syscall returns.
 //!
 //! # Kernel quirks handled
 //!
-//! - **Multishot end** (a CQE without `IORING_CQE_F_MORE` and `res >= 0`):
-//!   the kernel stopped the poll (CQ overflow, or a file without a wait
-//!   queue). The registration is flagged possibly ready; if `poll(2)` then
-//!   finds it not ready, a new `POLL_ADD` for the same key goes into the next
-//!   submission. A file that stays ready needs no poll at all.
+//! - **Stale wake-ups** (a CQE saying `POLLIN` for data read since): posted
+//!   before the wait, so re-checked by a new poll in the wait's own enter
+//!   (above).
 //! - **Regular files** have no wait queue: `POLL_ADD` completes at once with
-//!   `POLLIN|POLLOUT` and without `F_MORE` (the case above). They stay
-//!   flagged and `poll(2)` reports them `IN|OUT` at every wait, as SEMANTICS
-//!   requires, with no further SQE.
+//!   `POLLIN|POLLOUT`, as SEMANTICS requires, at every wait (one SQE per
+//!   wait while the registration is watched).
+//! - **`POLLRDHUP` forced into every mask**: the multishot exception above.
+//! - **Multishot end** (a CQE without `IORING_CQE_F_MORE` and `res >= 0`,
+//!   for the waker's poll or a multishot registration): the kernel stopped
+//!   the poll (CQ overflow, or a file without a wait queue). Its readiness
+//!   counts as any completion's, and a new `POLL_ADD` goes into the next
+//!   submission.
 //! - **`-ECANCELED`** never reaches the stream. It ends a poll this backend
-//!   cancelled (removal, modification) or one the kernel cancelled (its
-//!   submitting thread exited and a wake-up found it gone); in the latter
-//!   case the registration is re-checked and re-armed like any ended poll.
+//!   cancelled (removal, modification, re-check) or one the kernel
+//!   cancelled (its submitting thread exited and a wake-up found it gone);
+//!   in the latter case the registration is re-armed at the next wait.
 //!   A cancel that finds nothing (the poll had ended) is not an error.
-//! - **Spurious and stale wake-ups** are filtered by the `poll(2)` re-check.
 //! - **Refused additions**: a `POLL_ADD` whose CQE has a negative result other
 //!   than `-ECANCELED` (`-EBADF` for a closed descriptor) becomes a
-//!   [`Rejection`] with that errno; the rest of the batch still applies
+//!   [`Rejection`] with that errno when the driver asked for it (a new
+//!   registration or a change); the rest of the batch still applies
 //!   (`SUBMIT_ALL`), and the failed SQE's CQE ends the blocking part of the
-//!   enter, so the call does not block.
+//!   enter, so the call does not block. A re-arm the backend made on its own
+//!   (after a report or a hint) that is refused means the number was closed
+//!   under its registration: the registration falls silent (below).
 //! - **CQ overflow**: the CQ ring has four times the SQ ring's entries, and
 //!   the backend always empties it. If the kernel still had to keep CQEs
 //!   aside (`IORING_SQ_CQ_OVERFLOW`), an `io_uring_enter(GETEVENTS)` flushes
-//!   them before the wait returns, so their hints count for this wait.
+//!   them before the wait returns, so they count for this wait.
 //! - **The waker** is an eventfd ([`Notifier`]) watched by a multishot
 //!   `POLL_ADD` with `user_data` = [`Key::WAKER`]. When it fires the eventfd
 //!   is read; it is reported (once) only if a wake was actually pending, so a
@@ -183,8 +272,8 @@
 //!   dropped, and not re-armed.
 //! - **Threads**: a poll's completion work runs on the thread that submitted
 //!   it. When the backend is used from another thread than the one that
-//!   armed its polls, it cancels and re-adds every poll from the new thread
-//!   in the first wait there (one batch), so readiness never waits on
+//!   armed its polls, it cancels and re-adds every armed poll from the new
+//!   thread in the first wait there (one batch), so readiness never waits on
 //!   another thread. From then on a blocking wait no longer counts on the
 //!   cancels' completions (above): one whose batch cancels polls may end
 //!   early once, and the driver resumes it (one more `io_uring_enter`).
@@ -200,6 +289,8 @@
 //!   backend's bookkeeping already counts them) and go with the next enter,
 //!   so a change is neither lost nor applied twice. The error is returned
 //!   (`ErrorKind::Interrupted`); the driver retries with an empty batch.
+//!   Readiness reaped after a failed enter is not reported by that call: it
+//!   is re-checked by the next one.
 //!
 //! # Descriptors closed while registered
 //!
@@ -209,15 +300,17 @@
 //!   backends: a socket's peer reads end of file and a pipe's writer gets
 //!   `EPIPE` right after the `close`, before any wait
 //!   (`tests/file_lifetime.rs`). `forget` does not wait for the next batch:
-//!   through [`Backend::forget_now`] it cancels the registration's polls
-//!   then and there (see "Forget" above).
-//! - `close` without `forget`: the file stays open until the registration
-//!   is forgotten, which then closes it at once; like a `dup`ed file in an
-//!   epoll set. Meanwhile the re-check looks at the *number*: a closed
-//!   number is `POLLNVAL` and the registration falls silent (it is not
-//!   re-armed, so no error event either). SEMANTICS.md leaves this case
-//!   unspecified, and the testkit's random scenarios perform no operation on
-//!   any descriptor while a closed one is still registered.
+//!   through [`Backend::forget_now`] it cancels the registration's armed
+//!   poll then and there (see "Forget" above).
+//! - `close` without `forget`: while its poll is armed, the file stays open
+//!   until the registration is forgotten, which then closes it at once;
+//!   like a `dup`ed file in an epoll set. A re-arm (after a report, or to
+//!   re-check a completion) looks at the *number*: a closed number is
+//!   refused with `EBADF`, and the registration falls silent (it is not
+//!   re-armed, so no error event either) until it is declared again with
+//!   another watch or forgotten. SEMANTICS.md leaves this case unspecified,
+//!   and the testkit's random scenarios perform no operation on any
+//!   descriptor while a closed one is still registered.
 //!
 //! # Example
 //!
@@ -235,8 +328,12 @@
 //! poller.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)?;
 //! evmux_sys::fd::write(&w, b"x")?;
 //! let mut events = Events::with_capacity(16);
-//! // One io_uring_enter submits the POLL_ADD and collects its completion;
-//! // one poll(2) confirms the readiness.
+//! // One io_uring_enter submits the POLL_ADD, which completes at once (the
+//! // pipe is readable), and collects that completion: the whole wait.
+//! poller.get_next_event(&mut events, Some(Duration::ZERO))?;
+//! assert_eq!(events.iter().next().unwrap().token, Token(1));
+//! // Still readable: the next wait re-arms the poll in its own enter, and
+//! // reports it again.
 //! poller.get_next_event(&mut events, Some(Duration::ZERO))?;
 //! assert_eq!(events.iter().next().unwrap().token, Token(1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -258,9 +355,7 @@ use evmux_interest::{
 };
 use evmux_sys::counter::{self, SyscallKind};
 use evmux_sys::eventfd::Notifier;
-use evmux_sys::poll::{
-    POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDHUP, PollFd, poll,
-};
+use evmux_sys::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, POLLRDHUP};
 use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{EnterFlags, IoUring, cqueue, opcode, squeue, types};
 
@@ -451,7 +546,13 @@ fn poll_mask(interest: Interest) -> u32 {
     u32::from(mask)
 }
 
-/// `revents` as a [`Ready`] mask (`POLLNVAL` is handled before).
+/// A poll CQE's result as `revents` (a poll mask fits in 16 bits).
+fn revents_of(res: i32) -> i16 {
+    (res & 0xffff) as u16 as i16
+}
+
+/// `revents` as a [`Ready`] mask (`POLLNVAL` never comes from io_uring: a
+/// closed number is refused with `-EBADF`).
 fn ready_from_revents(revents: i16) -> Ready {
     const MAP: [(i16, Ready); 6] = [
         (POLLIN, Ready::IN),
@@ -470,17 +571,39 @@ fn ready_from_revents(revents: i16) -> Ready {
     ready
 }
 
-/// One registration as the kernel should see it.
+/// One registration as the kernel should see it, and the state of its
+/// poll requests.
 #[derive(Copy, Clone, Debug)]
 struct Reg {
     key: Key,
     fd: RawFd,
     interest: Interest,
-    /// `POLL_ADD`s submitted for this key whose final CQE (no `F_MORE`) has
-    /// not been seen. 0: no poll is armed.
+    /// `POLL_ADD`s submitted (or queued) for this key whose final CQE (no
+    /// `F_MORE`) has not been seen. 0: no poll is armed.
     instances: u32,
-    /// A CQE hinted at readiness, or the poll ended: re-check with `poll(2)`.
-    hinted: bool,
+    /// One of `instances` may be a poll the backend has not cancelled (the
+    /// live one). Cleared by a cancel, or when `instances` reaches 0; kept
+    /// when unsure (a re-arm then cancels first, harmlessly).
+    live: bool,
+    /// A new poll is to be submitted at the next submission (listed in
+    /// [`UringBackend::to_arm`]): a new registration, a change, a report
+    /// (level re-check), a hint, or a poll that ended.
+    arm: bool,
+    /// The pending `arm` is for a change the driver asked for: its refusal
+    /// is a [`Rejection`].
+    changed: bool,
+    /// The last `POLL_ADD` was a re-arm the backend made on its own: its
+    /// refusal (`-EBADF`, the number was closed under the registration)
+    /// makes the registration silent instead of an error event.
+    internal: bool,
+    /// Refused on a re-arm: the number was closed. Not armed again until
+    /// the driver changes the watch.
+    silent: bool,
+    /// Arm multishot polls: a one-shot poll completed with nothing
+    /// reportable (`POLLRDHUP`, which io_uring always watches, on a
+    /// write-only watch) and would complete at once again. Until the watch
+    /// changes.
+    multi: bool,
     /// Of `instances`, the polls cancelled by [`UringBackend::migrate`]: their
     /// final CQE is posted by the thread that submitted them, whenever it
     /// next runs its task work.
@@ -489,13 +612,47 @@ struct Reg {
     /// cancelled, its CQEs are only counted, and it is dropped once none is
     /// left (or by the removal in the next batch).
     forgetting: bool,
+    /// Readiness from completions posted during this wait's enter, merged.
+    ready: Ready,
+    /// Listed in [`UringBackend::fresh`] (this wait has readiness for it).
+    fresh: bool,
+    /// Re-armed by this wait because of a hint (listed in
+    /// [`UringBackend::checks`]).
+    checking: bool,
+}
+
+impl Reg {
+    fn new(key: Key, fd: RawFd, interest: Interest) -> Reg {
+        Reg {
+            key,
+            fd,
+            interest,
+            instances: 0,
+            live: false,
+            arm: false,
+            changed: false,
+            internal: false,
+            silent: false,
+            multi: false,
+            foreign: 0,
+            forgetting: false,
+            ready: Ready::EMPTY,
+            fresh: false,
+            checking: false,
+        }
+    }
 }
 
 /// An SQE waiting for room in the submission queue.
 #[derive(Copy, Clone, Debug)]
 enum Sqe {
-    /// A multishot `POLL_ADD`.
-    Add { key: Key, fd: RawFd, mask: u32 },
+    /// A `POLL_ADD`, one-shot or multishot.
+    Add {
+        key: Key,
+        fd: RawFd,
+        mask: u32,
+        multi: bool,
+    },
     /// An `ASYNC_CANCEL` of every poll with this key.
     Cancel { key: Key },
 }
@@ -503,8 +660,13 @@ enum Sqe {
 /// The io_uring entry for an [`Sqe`].
 fn sqe_entry(sqe: Sqe, cancel_all: bool) -> squeue::Entry {
     match sqe {
-        Sqe::Add { key, fd, mask } => opcode::PollAdd::new(types::Fd(fd), mask)
-            .multi(true)
+        Sqe::Add {
+            key,
+            fd,
+            mask,
+            multi,
+        } => opcode::PollAdd::new(types::Fd(fd), mask)
+            .multi(multi)
             .build()
             .user_data(key.0),
         Sqe::Cancel { key } => {
@@ -546,23 +708,35 @@ struct WakerSlot {
     needs_arm: bool,
 }
 
-/// Counts of the kernel quirks the backend met, for tests.
+/// Counts of the kernel quirks the backend met, and of its re-arms, for
+/// tests.
 #[doc(hidden)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct QuirkStats {
-    /// Multishot polls that ended without being cancelled by the backend
-    /// (a CQE without `F_MORE` and `res >= 0`, or an unrequested
-    /// `-ECANCELED` with no other poll left for the key).
+    /// Polls that ended without the backend cancelling them and without a
+    /// readiness completion of a one-shot poll: a multishot poll's CQE
+    /// without `F_MORE` (`res >= 0`: CQ overflow, a file without wait
+    /// queue), or an `-ECANCELED` the backend did not ask for, with no
+    /// other poll left for the key.
     pub ended: u64,
-    /// `POLL_ADD`s submitted again for an ended poll.
+    /// `POLL_ADD`s the backend submitted on its own, not for a change: the
+    /// re-arm of a registration after a report (the level re-check), to
+    /// re-check a hint, or after its poll ended.
     pub rearmed: u64,
     /// Enters made to flush CQEs the kernel kept aside (CQ overflow).
     pub overflow_flushes: u64,
     /// CQEs dropped because their key is no longer registered.
     pub stale: u64,
-    /// Possibly-ready registrations that the `poll(2)` re-check found not
-    /// ready (a stale or spurious wake-up, or readiness that went away).
+    /// Hints (readiness completions posted before a wait) that the wait
+    /// re-checked with a new poll in its own enter.
+    pub rechecked: u64,
+    /// Of those, the ones the new poll found not ready (a stale or spurious
+    /// wake-up, or readiness that went away): nothing reported.
     pub filtered: u64,
+    /// Registrations switched to multishot polls because a one-shot poll
+    /// completed with nothing reportable (`POLLRDHUP` on a write-only
+    /// watch).
+    pub multishot: u64,
     /// `forget`s of an armed registration whose polls were cancelled, and
     /// seen completed, at once (one `io_uring_enter` each).
     pub forgotten_now: u64,
@@ -581,11 +755,17 @@ pub struct UringBackend {
     cancel_all: bool,
     /// Registrations by slot index ([`Key::index`]).
     regs: Vec<Option<Reg>>,
-    /// Keys whose registration is (or was) flagged possibly ready.
-    hinted: Vec<Key>,
-    /// Keys whose poll ended while they were not ready: re-arm at the next
-    /// submission.
-    rearm: Vec<Key>,
+    /// Keys whose registration gets a new poll at the next submission
+    /// ([`Reg::arm`]; entries may be stale).
+    to_arm: Vec<Key>,
+    /// Keys with readiness from this wait's enter ([`Reg::fresh`]).
+    fresh: Vec<Key>,
+    /// Keys that were ready at the last wait but did not fit in its events:
+    /// reported first by the next wait that finds them ready (no
+    /// starvation when more are ready than fit).
+    carry: Vec<Key>,
+    /// Keys re-armed by this wait because of a hint ([`Reg::checking`]).
+    checks: Vec<Key>,
     /// SQEs not yet in the submission queue (it was full).
     pending: VecDeque<Sqe>,
     waker: Option<WakerSlot>,
@@ -594,11 +774,9 @@ pub struct UringBackend {
     /// Every live poll was submitted by `owner` (see the crate docs on
     /// blocking waits with cancels).
     same_thread: bool,
-    /// Scratch: the `poll(2)` array of the re-check, CQEs, key lists.
-    pollfds: Vec<PollFd>,
+    /// Scratch: CQEs, a key list.
     cqes: Vec<(u64, i32, u32)>,
     scratch: Vec<Key>,
-    scratch2: Vec<Key>,
     stats: QuirkStats,
     /// Refusals reaped by [`Backend::forget_now`], for the next wait.
     early: Output,
@@ -614,7 +792,8 @@ impl fmt::Debug for UringBackend {
             .field("setup_level", &self.level)
             .field("registrations", &self.registrations())
             .field("armed_polls", &self.armed_polls())
-            .field("possibly_ready", &self.hinted.len())
+            .field("to_arm", &self.to_arm.len())
+            .field("carried", &self.carry.len())
             .field("pending_sqes", &self.pending.len())
             .field("waker", &self.waker.is_some())
             .finish_non_exhaustive()
@@ -651,16 +830,16 @@ impl UringBackend {
             // release (5.19).
             cancel_all: level == 2,
             regs: Vec::new(),
-            hinted: Vec::new(),
-            rearm: Vec::new(),
+            to_arm: Vec::new(),
+            fresh: Vec::new(),
+            carry: Vec::new(),
+            checks: Vec::new(),
             pending: VecDeque::new(),
             waker: None,
             owner: None,
             same_thread: true,
-            pollfds: Vec::new(),
             cqes: Vec::new(),
             scratch: Vec::new(),
-            scratch2: Vec::new(),
             stats: QuirkStats::default(),
             early: Output::default(),
             start: Instant::now(),
@@ -732,26 +911,67 @@ impl UringBackend {
             .filter(|r| r.key == key)
     }
 
-    fn hint(&mut self, key: Key) {
-        if let Some(reg) = self.reg_mut(key)
-            && !reg.hinted
+    /// Asks for a new poll for `key` at the next submission (see
+    /// [`UringBackend::arm_pending`]). Not for a registration being
+    /// forgotten or fallen silent.
+    fn want_arm(&mut self, key: Key) {
+        if let Some(Some(reg)) = self.regs.get_mut(key.index() as usize)
+            && reg.key == key
+            && !reg.arm
+            && !reg.forgetting
+            && !reg.silent
         {
-            reg.hinted = true;
-            self.hinted.push(key);
+            reg.arm = true;
+            self.to_arm.push(key);
         }
     }
 
     /// Queues a `POLL_ADD` for a registration and counts it.
-    fn arm(&mut self, key: Key) {
+    fn add(&mut self, key: Key, internal: bool) {
         if let Some(reg) = self.reg_mut(key) {
             reg.instances += 1;
+            reg.live = true;
+            reg.internal = internal;
             let sqe = Sqe::Add {
                 key,
                 fd: reg.fd,
                 mask: poll_mask(reg.interest),
+                multi: reg.multi,
             };
             self.pending.push_back(sqe);
+            if internal {
+                self.stats.rearmed += 1;
+            }
         }
+    }
+
+    /// Queues the new polls asked for since the last submission; returns
+    /// how many cancels that queued. A registration whose poll may still be
+    /// armed (a multishot poll re-checked, or a completion whose poll could
+    /// not be told apart from a cancelled one) has it cancelled first, in
+    /// the same submission, so that one poll at most is live.
+    fn arm_pending(&mut self) -> usize {
+        let mut cancels = 0;
+        let mut keys = std::mem::take(&mut self.to_arm);
+        for &key in &keys {
+            let Some(reg) = self.reg_mut(key) else {
+                continue;
+            };
+            if !std::mem::take(&mut reg.arm) || reg.forgetting || reg.silent {
+                continue;
+            }
+            let internal = !std::mem::take(&mut reg.changed);
+            let instances = reg.instances;
+            if std::mem::take(&mut reg.live) && instances > 0 {
+                cancels += self.cancel(key, instances);
+            }
+            self.add(key, internal);
+        }
+        keys.clear();
+        if self.to_arm.is_empty() {
+            self.to_arm = keys;
+        }
+        cancels
     }
 
     /// Queues the cancellation of every poll of `key` (`instances` of them,
@@ -761,6 +981,9 @@ impl UringBackend {
     /// certain to produce a CQE: the `-ECANCELED` of the poll it found, or
     /// its own `-ENOENT` (without `CANCEL_ALL`) — or, with `CANCEL_ALL` and
     /// nothing found, the final CQE of the poll that had ended, still unread.
+    /// (Callers cancel a key only while a poll of it may be live, and clear
+    /// [`Reg::live`], so no two cancels of one submission count on the same
+    /// completion.)
     fn cancel(&mut self, key: Key, instances: u32) -> usize {
         let n = if instances == 0 {
             0
@@ -782,11 +1005,14 @@ impl UringBackend {
                 key: Key::WAKER,
                 fd: w.shared.notifier.as_raw_fd(),
                 mask: u32::from(POLLIN as u16),
+                multi: true,
             });
         }
     }
 
-    /// Turns one change into SQEs; returns how many cancels it queued.
+    /// Turns one change into SQEs (or into a request for a new poll, queued
+    /// by [`UringBackend::arm_pending`]); returns how many cancels it
+    /// queued.
     fn apply(&mut self, c: &Change) -> usize {
         let idx = c.key.index() as usize;
         if self.regs.len() <= idx {
@@ -799,7 +1025,9 @@ impl UringBackend {
         if let Some(old) = old
             && (old.key != c.key || c.new.is_none())
         {
-            cancels += self.cancel(old.key, old.instances);
+            if old.live {
+                cancels += self.cancel(old.key, old.instances);
+            }
             self.regs[idx] = None;
         }
         let Some(watch) = c.new else {
@@ -817,25 +1045,29 @@ impl UringBackend {
                 if reg.interest != watch.interest || reg.fd != c.fd {
                     reg.interest = watch.interest;
                     reg.fd = c.fd;
+                    reg.multi = false;
+                    reg.silent = false;
+                    reg.changed = true;
+                    // A registration reported at the last wait has no poll
+                    // armed any more: the modification is one POLL_ADD.
                     let instances = reg.instances;
-                    cancels += self.cancel(c.key, instances);
-                    self.arm(c.key);
-                }
-                if c.rearm {
-                    self.hint(c.key);
+                    if std::mem::take(&mut reg.live) {
+                        cancels += self.cancel(c.key, instances);
+                    }
+                    self.want_arm(c.key);
+                } else if c.rearm && !reg.live {
+                    // An armed poll reports readiness when it arises; one
+                    // that completed is re-armed (and so re-checked) anyway.
+                    reg.silent = false;
+                    reg.changed = true;
+                    self.want_arm(c.key);
                 }
             }
             None => {
-                self.regs[idx] = Some(Reg {
-                    key: c.key,
-                    fd: c.fd,
-                    interest: watch.interest,
-                    instances: 0,
-                    hinted: false,
-                    foreign: 0,
-                    forgetting: false,
-                });
-                self.arm(c.key);
+                let mut reg = Reg::new(c.key, c.fd, watch.interest);
+                reg.changed = true;
+                self.regs[idx] = Some(reg);
+                self.want_arm(c.key);
             }
         }
         cancels
@@ -849,15 +1081,16 @@ impl UringBackend {
             .regs
             .iter()
             .flatten()
-            .filter(|r| r.instances > 0 && !r.forgetting)
+            .filter(|r| r.live && r.instances > 0 && !r.forgetting)
             .map(|r| (r.key, r.instances))
             .collect();
         for (key, instances) in armed {
             self.cancel(key, instances);
             if let Some(reg) = self.reg_mut(key) {
                 reg.foreign = instances;
+                reg.live = false;
             }
-            self.arm(key);
+            self.want_arm(key);
         }
         if let Some(instances) = self.waker.as_ref().map(|w| w.instances)
             && instances > 0
@@ -951,8 +1184,10 @@ impl UringBackend {
     }
 
     /// Empties the completion queue (and the kernel's overflow list) into
-    /// the registrations' state.
-    fn drain(&mut self, out: &mut Output) -> io::Result<()> {
+    /// the registrations' state. `fresh`: the completions were posted during
+    /// this wait's enter, and their readiness is this wait's; otherwise they
+    /// were posted before it and are hints (see the crate docs).
+    fn drain(&mut self, out: &mut Output, fresh: bool) -> io::Result<()> {
         loop {
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.clear();
@@ -963,7 +1198,7 @@ impl UringBackend {
             );
             let mut result = Ok(());
             for &(user_data, res, flags) in &cqes {
-                if let Err(e) = self.on_cqe(user_data, res, flags, out) {
+                if let Err(e) = self.on_cqe(user_data, res, flags, out, fresh) {
                     result = Err(e);
                 }
             }
@@ -980,7 +1215,14 @@ impl UringBackend {
         }
     }
 
-    fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32, out: &mut Output) -> io::Result<()> {
+    fn on_cqe(
+        &mut self,
+        user_data: u64,
+        res: i32,
+        flags: u32,
+        out: &mut Output,
+        fresh: bool,
+    ) -> io::Result<()> {
         let more = cqueue::more(flags);
         if user_data == CANCEL_USER_DATA {
             // A cancel that found nothing (-ENOENT, or -EALREADY/0 on older
@@ -1004,11 +1246,17 @@ impl UringBackend {
             w.needs_arm = w.instances == 0;
             return Ok(());
         }
-        let Some(reg) = self.reg_mut(key) else {
-            // A removed registration, or an older generation: drop.
-            self.stats.stale += 1;
-            return Ok(());
+        let reg = match self.regs.get_mut(key.index() as usize) {
+            Some(Some(reg)) if reg.key == key => reg,
+            _ => {
+                // A removed registration, or an older generation: drop.
+                self.stats.stale += 1;
+                return Ok(());
+            }
         };
+        // Whether the registration's last counted poll just ended although
+        // the backend had not cancelled it.
+        let mut was_live = false;
         if !more {
             reg.instances = reg.instances.saturating_sub(1);
             // Polls cancelled by a migration end with -ECANCELED. (So does
@@ -1019,6 +1267,9 @@ impl UringBackend {
                 reg.foreign = reg.foreign.saturating_sub(1);
             }
             reg.foreign = reg.foreign.min(reg.instances);
+            if reg.instances == 0 {
+                was_live = std::mem::take(&mut reg.live);
+            }
         }
         if reg.forgetting {
             // Forgotten: readiness and the final CQEs of its cancelled polls
@@ -1026,28 +1277,71 @@ impl UringBackend {
             self.stats.stale += 1;
             return Ok(());
         }
-        if more {
-            self.hint(key);
+        if res == -libc::ECANCELED {
+            // A poll this backend cancelled (a removal, a modification, a
+            // re-check, a migration) needs nothing. One it still counted on,
+            // with no other poll left, was cancelled by the kernel (its
+            // submitting thread exited): arm a new one.
+            if was_live {
+                self.stats.ended += 1;
+                self.want_arm(key);
+            }
             return Ok(());
         }
-        let instances = reg.instances;
-        if res < 0 && res != -libc::ECANCELED {
-            // A POLL_ADD the kernel refused (-EBADF for a closed number):
-            // the registration is not in effect. Any other poll of this key
-            // was cancelled in the same submission.
+        if res < 0 {
+            if reg.internal {
+                // A re-arm the backend made on its own, refused: the number
+                // was closed under the registration. Silent (and not armed
+                // again) until the driver changes the watch or forgets it,
+                // as SEMANTICS leaves this case unspecified.
+                reg.silent = true;
+                return Ok(());
+            }
+            // A POLL_ADD the driver asked for, refused (-EBADF for a closed
+            // number): the registration is not in effect. Any other poll of
+            // this key was cancelled in the same submission.
             out.rejected.push(Rejection { key, errno: -res });
             self.regs[key.index() as usize] = None;
             return Ok(());
         }
-        if res >= 0 || instances == 0 {
-            if instances == 0 {
-                self.stats.ended += 1;
+        if reg.silent {
+            return Ok(());
+        }
+        if !more && reg.multi {
+            // A multishot poll ended (CQ overflow, a file without wait
+            // queue).
+            self.stats.ended += 1;
+        }
+        let ready = ready_from_revents(revents_of(res)) & Ready::reportable(reg.interest);
+        if ready.is_empty() {
+            if !more {
+                // A one-shot poll completed with nothing to report:
+                // POLLRDHUP, which io_uring adds to every poll, on a
+                // write-only watch. Armed one-shot again, it would complete
+                // at once again: arm a multishot poll instead.
+                if res != 0 && !reg.multi {
+                    reg.multi = true;
+                    self.stats.multishot += 1;
+                }
+                self.want_arm(key);
             }
-            // The multishot ended (overflow, a file without wait queue, or
-            // the kernel cancelled it): re-check now, re-arm if not ready.
-            // (-ECANCELED of a poll replaced by a modification, with the new
-            // one still armed, needs nothing.)
-            self.hint(key);
+            return Ok(());
+        }
+        if fresh {
+            // Readiness at the time of this wait: reported by `report`,
+            // which also asks for the next poll (the level re-check).
+            reg.ready |= ready;
+            if !std::mem::replace(&mut reg.fresh, true) {
+                self.fresh.push(key);
+            }
+        } else {
+            // Posted before this wait: the program may have consumed it
+            // since. A new poll in this wait's own enter tells: it
+            // completes at once if the descriptor is still ready.
+            if !std::mem::replace(&mut reg.checking, true) {
+                self.checks.push(key);
+            }
+            self.want_arm(key);
         }
         Ok(())
     }
@@ -1056,8 +1350,8 @@ impl UringBackend {
     /// reaps completions until every poll of `key` has posted its final CQE,
     /// which the kernel does only after it let go of the request and so of
     /// its file reference. Other keys' CQEs go into the registrations' state
-    /// as in any wait (readiness becomes the *possibly ready* flag, which the
-    /// next wait's re-check turns into events), refusals into `out`.
+    /// as completions posted before a wait (readiness becomes a hint, which
+    /// the next wait re-checks in its own enter), refusals into `out`.
     ///
     /// One `io_uring_enter` with `GETEVENTS` and `min_complete = 0`
     /// normally suffices: the cancel marks the poll cancelled and queues its
@@ -1087,7 +1381,7 @@ impl UringBackend {
                 }
                 self.enter(1, Some(left.min(Duration::from_millis(1))))
             };
-            self.drain(out)?;
+            self.drain(out, false)?;
             match entered {
                 Ok(()) => {}
                 // Nothing was consumed: the SQEs go with the next enter,
@@ -1105,61 +1399,80 @@ impl UringBackend {
         }
     }
 
-    /// The `poll(2)` re-check of the possibly-ready registrations.
-    fn check(&mut self, out: &mut Output, max_events: usize) -> io::Result<()> {
-        let regs = &self.regs;
-        self.hinted.retain(|k| {
-            regs.get(k.index() as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|r| r.key == *k && r.hinted && !r.forgetting)
-        });
-        if self.hinted.is_empty() {
-            return Ok(());
-        }
-        self.pollfds.clear();
-        for k in &self.hinted {
-            let r = self.regs[k.index() as usize].expect("retained above");
-            self.pollfds
-                .push(PollFd::new(r.fd, poll_mask(r.interest) as i16));
-        }
-        poll(&mut self.pollfds, Some(Duration::ZERO))?;
-        // Unreported ready registrations go first next time: no starvation
-        // when more are ready than fit.
-        let mut unreported = std::mem::take(&mut self.scratch);
-        unreported.clear();
-        let mut reported = std::mem::take(&mut self.scratch2);
-        reported.clear();
-        for (i, &key) in self.hinted.iter().enumerate() {
-            let revents = self.pollfds[i].revents;
-            let reg = self.regs[key.index() as usize]
-                .as_mut()
-                .expect("retained above");
-            if revents & POLLNVAL != 0 {
-                // Closed under its registration: silent, not re-armed (that
-                // would be refused), until the driver forgets it.
-                reg.hinted = false;
+    /// Turns this wait's readiness into events: registrations carried over
+    /// from the last wait first, then the others, at most `max_events` in
+    /// all (counting what `out` holds). Each registration with readiness
+    /// gets a new poll at the next submission: its one-shot poll has
+    /// completed (a multishot one is re-checked), and a level registration
+    /// must be reported at every wait while it stays ready.
+    fn report(&mut self, out: &mut Output, max_events: usize) {
+        let mut checks = std::mem::take(&mut self.checks);
+        for &key in &checks {
+            let Some(reg) = self.reg_mut(key) else {
+                continue;
+            };
+            if !std::mem::take(&mut reg.checking) {
                 continue;
             }
-            let ready = ready_from_revents(revents) & Ready::reportable(reg.interest);
-            if ready.is_empty() {
+            let found = reg.fresh;
+            self.stats.rechecked += 1;
+            if !found {
                 self.stats.filtered += 1;
-                reg.hinted = false;
-                if reg.instances == 0 {
-                    self.rearm.push(key);
-                }
+            }
+        }
+        checks.clear();
+        self.checks = checks;
+        let mut fresh = std::mem::take(&mut self.fresh);
+        let mut carry = std::mem::take(&mut self.carry);
+        let mut unreported = std::mem::take(&mut self.scratch);
+        unreported.clear();
+        for &key in carry.iter().chain(fresh.iter()) {
+            let Some(reg) = self.reg_mut(key) else {
+                continue;
+            };
+            // Not ready at this wait, or handled already (carried).
+            if !std::mem::take(&mut reg.fresh) {
+                continue;
+            }
+            let ready = std::mem::take(&mut reg.ready);
+            if ready.is_empty() {
                 continue;
             }
             if out.events.len() < max_events {
                 out.events.push(RawEvent { key, ready });
-                reported.push(key);
             } else {
                 unreported.push(key);
             }
+            self.want_arm(key);
         }
-        unreported.append(&mut reported);
-        self.scratch = std::mem::replace(&mut self.hinted, unreported);
-        self.scratch2 = reported;
-        Ok(())
+        fresh.clear();
+        carry.clear();
+        self.fresh = fresh;
+        self.carry = unreported;
+        self.scratch = carry;
+    }
+
+    /// After a failed enter: this wait's readiness is not reported, but
+    /// re-checked by the next one (as a hint).
+    fn demote_fresh(&mut self) {
+        let mut fresh = std::mem::take(&mut self.fresh);
+        for &key in &fresh {
+            if let Some(reg) = self.reg_mut(key) {
+                reg.fresh = false;
+                reg.ready = Ready::EMPTY;
+            }
+            self.want_arm(key);
+        }
+        fresh.clear();
+        self.fresh = fresh;
+        let mut checks = std::mem::take(&mut self.checks);
+        for &key in &checks {
+            if let Some(reg) = self.reg_mut(key) {
+                reg.checking = false;
+            }
+        }
+        checks.clear();
+        self.checks = checks;
     }
 }
 
@@ -1188,6 +1501,12 @@ impl Backend for UringBackend {
         // Refusals met while a `forget` reaped completions.
         out.rejected.append(&mut self.early.rejected);
         let backlog = !self.pending.is_empty();
+        // Completions posted since the last wait (the program's own writes
+        // run the polls' completion work on their way back to user space):
+        // hints, re-checked by new polls in this wait's enter. Reaped first,
+        // so that they do not count towards `min_complete`, and so that a
+        // change does not cancel a one-shot poll that has completed.
+        let reaped = self.drain(out, false);
         let me = thread::current().id();
         match self.owner {
             Some(owner) if owner != me => self.migrate(),
@@ -1205,25 +1524,22 @@ impl Backend for UringBackend {
         {
             self.arm_waker();
         }
-        for key in std::mem::take(&mut self.rearm) {
-            if self.reg(key).is_some_and(|r| r.instances == 0) {
-                self.stats.rearmed += 1;
-                self.arm(key);
-            }
-        }
+        // New registrations, changes, level re-checks of the registrations
+        // reported at the last wait, hints, ended polls: all in this enter.
+        cancels += self.arm_pending();
         let flushed = match self.fill_sq() {
             Ok(flushed) => flushed,
             Err(e) => {
-                self.drain(out)?;
+                self.drain(out, false)?;
                 return Err(e);
             }
         };
-        let hinted_live = self
-            .hinted
-            .iter()
-            .any(|&k| self.reg(k).is_some_and(|r| r.hinted));
+        // The changes are applied (queued); a failure of the reaping above
+        // (the waker's eventfd) is reported now, and the SQEs go with the
+        // next enter.
+        reaped?;
         let waker_pending = self.waker.as_ref().is_some_and(|w| w.pending);
-        let must_not_block = hinted_live || waker_pending || !out.rejected.is_empty();
+        let must_not_block = waker_pending || !out.rejected.is_empty();
         let min_complete = if must_not_block || timeout == Some(Duration::ZERO) {
             0
         } else if self.same_thread && !flushed && !backlog {
@@ -1232,8 +1548,10 @@ impl Backend for UringBackend {
             1
         };
         let entered = self.enter(min_complete, timeout);
-        self.drain(out)?;
-        entered?;
+        if let Err(e) = self.drain(out, true).and(entered) {
+            self.demote_fresh();
+            return Err(e);
+        }
         if let Some(w) = &mut self.waker
             && w.pending
             && out.events.len() < max_events
@@ -1244,7 +1562,8 @@ impl Backend for UringBackend {
                 ready: Ready::IN,
             });
         }
-        self.check(out, max_events)
+        self.report(out, max_events);
+        Ok(())
     }
 
     fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
@@ -1286,9 +1605,26 @@ impl Backend for UringBackend {
             // removal sort it out.
             return false;
         }
+        if reg.instances > 0 {
+            // Its one-shot poll may have fired since the last wait, its CQE
+            // posted and unread: then nothing is armed. Reap what was posted
+            // (other keys' completions become hints for the next wait, as
+            // they would at its start) and look again.
+            let mut early = std::mem::take(&mut self.early);
+            // A failure (the waker's eventfd) leaves the count as it is:
+            // the cancel below then finds out.
+            let _ = self.drain(&mut early, false);
+            early.rejected.retain(|r| r.key != key);
+            self.early = early;
+        }
+        let Some(reg) = self.reg(key).copied() else {
+            // Refused meanwhile: nothing in the kernel.
+            return true;
+        };
         if reg.instances == 0 {
-            // No poll armed (a regular file's ended at once, or it is
-            // waiting to be re-armed): no file reference, no syscall.
+            // No poll armed (reported at the last wait, fired since, a
+            // regular file's, or waiting to be re-armed): no file
+            // reference, no syscall.
             self.regs[idx] = None;
             return true;
         }
@@ -1301,6 +1637,8 @@ impl Backend for UringBackend {
         }
         if let Some(r) = self.reg_mut(key) {
             r.forgetting = true;
+            r.live = false;
+            r.arm = false;
         }
         self.cancel(key, reg.instances);
         let mut early = std::mem::take(&mut self.early);
@@ -1313,8 +1651,8 @@ impl Backend for UringBackend {
                 true
             }
             // Still `forgetting` (its CQEs are only counted): the removal in
-            // the next batch cancels again, harmlessly if nothing is left,
-            // and drops it.
+            // the next batch drops it. Its cancels are submitted (or still
+            // queued, and go with the next enter).
             Ok(false) | Err(_) => {
                 self.stats.forget_deferred += 1;
                 false

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{drain, poller, tokens, wait, wait_counted, wait_one_enter};
 use evmux_interest::{Events, Interest, Mode, Token};
-use evmux_sys::counter::SyscallKind;
+use evmux_sys::counter::{self, SyscallKind};
 use evmux_sys::fault::{self, FaultPlan};
 use evmux_sys::fd;
 use evmux_uring::{Unavailable, UringBackend};
@@ -154,7 +154,10 @@ fn a_change_meeting_a_descriptor_closed_since_registration_is_rejected() {
     assert_eq!(tokens(&wait(&mut p)), [Token(2)]);
     p.forget(Token(1)).unwrap();
     assert_eq!(tokens(&wait(&mut p)), [Token(2)]);
-    assert_eq!(p.backend().armed_polls(), 1);
+    // Token 2 was just reported: its one-shot poll completed, and the next
+    // wait arms a new one. Nothing else is armed.
+    assert_eq!(p.backend().armed_polls(), 0);
+    assert_eq!(p.backend().registrations(), 1);
     drop((r2, w2));
 }
 
@@ -168,7 +171,11 @@ fn reuse(separate_waits: bool) {
     p.declare_interest(n, Token(1), Interest::READABLE, Mode::Level)
         .unwrap();
     assert_eq!(tokens(&wait(&mut p)), [Token(1)]);
+    // Reported: its one-shot poll completed, so nothing holds the file and
+    // the forget costs nothing.
+    let before = counter::snapshot();
     p.forget(Token(1)).unwrap();
+    assert_eq!((counter::snapshot() - before).total(), 0);
     if separate_waits {
         assert!(wait_one_enter(&mut p).is_empty());
         assert_eq!(p.backend().registrations(), 0);
@@ -191,16 +198,51 @@ fn reuse(separate_waits: bool) {
         assert_eq!(tokens(&evs), [Token(2)]);
         assert!(evs[0].readable && !evs[0].read_closed);
     }
-    // The old poll's -ECANCELED came back under a key no longer
-    // registered: dropped.
-    assert!(p.backend().quirk_stats().stale >= 1);
     drain(&r2_at_n);
     assert!(wait(&mut p).is_empty());
+    // Not ready: its poll is armed.
+    assert_eq!(p.backend().armed_polls(), 1);
     drop(w2);
     let evs = wait(&mut p);
     assert_eq!(tokens(&evs), [Token(2)]);
     assert!(evs[0].read_closed);
+}
+
+#[test]
+fn a_reused_number_with_the_old_poll_armed_reports_only_the_new_token() {
+    // As `reuse`, but the old registration's poll is armed when it is
+    // forgotten (its pipe is empty): the forget cancels it, and its
+    // -ECANCELED comes back under a key no longer registered and is
+    // dropped. The old pipe becomes readable afterwards, watched by nobody.
+    let _g = serial();
+    let mut p = poller();
+    let (r1, w1) = fd::pipe().unwrap();
+    let n = r1.as_raw_fd();
+    p.declare_interest(n, Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert!(wait_one_enter(&mut p).is_empty());
     assert_eq!(p.backend().armed_polls(), 1);
+    let stale = p.backend().quirk_stats().stale;
+    let before = counter::snapshot();
+    p.forget(Token(1)).unwrap();
+    assert_eq!(
+        (counter::snapshot() - before).get(SyscallKind::IoUringEnter),
+        1
+    );
+    // The cancelled poll's -ECANCELED: dropped.
+    assert!(p.backend().quirk_stats().stale > stale);
+    fd::write(&w1, b"old").unwrap();
+    let (r2, w2) = fd::pipe().unwrap();
+    let r2_at_n = fd::dup_onto(r2.as_fd(), r1).unwrap();
+    assert_eq!(r2_at_n.as_raw_fd(), n);
+    drop(r2);
+    p.declare_interest(n, Token(2), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert!(wait_one_enter(&mut p).is_empty());
+    fd::write(&w2, b"new").unwrap();
+    let evs = wait_one_enter(&mut p);
+    assert_eq!(tokens(&evs), [Token(2)]);
+    drop(w1);
 }
 
 #[test]
@@ -242,8 +284,12 @@ fn an_interrupted_enter_keeps_the_batch_and_still_rejects() {
     assert_eq!(evs[0].errno, Some(EBADF));
     assert!(evs[1].readable);
     assert_eq!(tokens(&wait(&mut p)), [Token(2)]);
-    // Applied once: one poll armed.
+    // Applied once: once drained, one poll armed (the backend did not
+    // queue the addition again for the retry).
+    drain(&r);
+    assert!(wait(&mut p).is_empty());
     assert_eq!(p.backend().armed_polls(), 1);
+    assert_eq!(p.backend().registrations(), 1);
 }
 
 #[test]

@@ -41,7 +41,8 @@ fn level_readable_is_reported_at_every_wait_until_drained() {
     }
     drain(&r);
     assert!(wait_one_enter(&mut p).is_empty());
-    // The multishot poll is still armed: new data is reported.
+    // The poll armed by that wait is still armed: new data is reported.
+    assert_eq!(p.backend().armed_polls(), 1);
     fd::write(&w, b"again").unwrap();
     assert_eq!(tokens(&wait_one_enter(&mut p)), [Token(1)]);
     assert_eq!(tokens(&wait_one_enter(&mut p)), [Token(1)]);
@@ -51,32 +52,96 @@ fn level_readable_is_reported_at_every_wait_until_drained() {
 
 #[test]
 fn a_stale_wake_up_does_not_reach_the_stream() {
-    // Data arrives and is read before the wait: the kernel still posts a
-    // CQE saying POLLIN (its mask was stashed at wake-up); the poll(2)
-    // re-check filters it out.
+    // Data arrives and is read before the wait: the kernel posts a CQE
+    // saying POLLIN (its mask was stashed at wake-up) on the way back from
+    // the write, before the read. The wait takes it for a hint and re-arms
+    // the registration in its own enter; the new poll finds the pipe empty
+    // and stays armed. One syscall, nothing reported.
     let mut p = poller();
     let (r, w) = fd::pipe().unwrap();
     p.declare_interest(r.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)
         .unwrap();
     let (evs, delta) = wait_counted(&mut p);
     assert!(evs.is_empty());
-    // Nothing was possibly ready: no re-check.
-    assert_eq!(delta.get(SyscallKind::Poll), 0, "{delta:?}");
+    assert_eq!(delta.total(), 1, "{delta:?}");
     fd::write(&w, b"x").unwrap();
     drain(&r);
+    assert_eq!(p.backend_mut().unreaped_completions(), 1);
     let (evs, delta) = wait_counted(&mut p);
     assert!(evs.is_empty(), "{evs:?}");
     assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "{delta:?}");
-    assert_eq!(
-        delta.get(SyscallKind::Poll),
-        1,
-        "the hint was re-checked: {delta:?}"
-    );
-    assert_eq!(p.backend().quirk_stats().filtered, 1);
+    assert_eq!(delta.get(SyscallKind::Poll), 0, "{delta:?}");
+    assert_eq!(delta.total(), 1, "{delta:?}");
+    let stats = p.backend().quirk_stats();
+    assert_eq!((stats.rechecked, stats.filtered), (1, 1), "{stats:?}");
+    assert_eq!(p.backend().armed_polls(), 1);
     // And it is not reported later either.
     let (evs, delta) = wait_counted(&mut p);
     assert!(evs.is_empty());
-    assert_eq!(delta.get(SyscallKind::Poll), 0, "{delta:?}");
+    assert_eq!(delta.total(), 1, "{delta:?}");
+    // A hint whose data is still there is reported by the same enter that
+    // re-checks it.
+    fd::write(&w, b"y").unwrap();
+    let (evs, delta) = wait_counted(&mut p);
+    assert_eq!(tokens(&evs), [Token(1)]);
+    assert_eq!(delta.total(), 1, "{delta:?}");
+    let stats = p.backend().quirk_stats();
+    assert_eq!((stats.rechecked, stats.filtered), (2, 1), "{stats:?}");
+}
+
+#[test]
+fn a_write_only_watch_on_a_half_closed_socket_does_not_spin() {
+    // io_uring adds POLLRDHUP to every poll: on a socket whose peer shut its
+    // write side, a write-only one-shot poll completes at once with
+    // POLLRDHUP alone while the socket is not writable. The backend then
+    // arms a multishot poll instead, which does not complete again until
+    // the socket becomes writable.
+    let mut p = poller();
+    let (a, b) = fd::socketpair_stream().unwrap();
+    fill(&a);
+    fd::shutdown(&b, std::net::Shutdown::Write).unwrap();
+    p.declare_interest(a.as_raw_fd(), Token(1), Interest::WRITABLE, Mode::Level)
+        .unwrap();
+    // The switch: the one-shot poll's completion, then the multishot
+    // poll's arming completion, neither reportable.
+    for _ in 0..2 {
+        assert!(wait(&mut p).is_empty());
+    }
+    assert_eq!(p.backend().quirk_stats().multishot, 1);
+    assert_eq!(p.backend().armed_polls(), 1);
+    for _ in 0..3 {
+        let (evs, delta) = wait_counted(&mut p);
+        assert!(evs.is_empty(), "{evs:?}");
+        assert_eq!(delta.total(), 1, "{delta:?}");
+    }
+    let before = counter::snapshot();
+    assert!(wait_for(&mut p, Some(Duration::from_millis(5))).is_empty());
+    let delta = counter::snapshot() - before;
+    assert_eq!(delta.total(), 1, "a blocking wait blocks: {delta:?}");
+    // Writable again: reported at every wait while writable (the
+    // multishot poll is re-checked by a new one in each wait's enter).
+    drain(&b);
+    for _ in 0..3 {
+        let (evs, delta) = wait_counted(&mut p);
+        assert_eq!(tokens(&evs), [Token(1)]);
+        assert!(evs[0].writable && !evs[0].readable && !evs[0].write_closed);
+        assert_eq!(delta.total(), 1, "{delta:?}");
+    }
+    fill(&a);
+    for _ in 0..3 {
+        assert!(wait(&mut p).is_empty());
+    }
+    assert_eq!(p.backend().armed_polls(), 1);
+    // A change of watch goes back to one-shot polls.
+    p.declare_interest(a.as_raw_fd(), Token(1), Interest::BOTH, Mode::Level)
+        .unwrap();
+    for _ in 0..2 {
+        let (evs, delta) = wait_counted(&mut p);
+        assert_eq!(tokens(&evs), [Token(1)]);
+        assert!(evs[0].readable && evs[0].read_closed && !evs[0].writable);
+        assert_eq!(delta.total(), 1, "{delta:?}");
+    }
+    assert_eq!(p.backend().quirk_stats().multishot, 1);
 }
 
 #[test]
@@ -234,11 +299,14 @@ fn a_regular_file_is_always_ready() {
         assert!(evs[0].readable && evs[0].writable && !evs[0].error);
         assert!(!evs[0].read_closed && !evs[0].write_closed);
     }
-    // Its poll ended at once (no wait queue) and is not re-armed while the
-    // file stays ready: no SQE per wait.
+    // Its one-shot poll completes at once (no wait queue), and each wait
+    // arms a new one in its own enter: one SQE per wait, no syscall more.
     assert_eq!(p.backend().armed_polls(), 0);
     let stats = p.backend().quirk_stats();
-    assert_eq!((stats.ended, stats.rearmed), (1, 0), "{stats:?}");
+    assert_eq!((stats.ended, stats.rearmed), (0, 3), "{stats:?}");
+    let (evs, delta) = wait_counted(&mut p);
+    assert_eq!(tokens(&evs), [Token(1)]);
+    assert_eq!(delta.total(), 1, "{delta:?}");
     // Edge: once; oneshot: once per declaration.
     p.declare_interest(f.as_raw_fd(), Token(1), Interest::READABLE, Mode::Edge)
         .unwrap();
@@ -284,6 +352,10 @@ fn interest_changes_reach_the_kernel() {
         .unwrap();
     let evs = wait_one_enter(&mut p);
     assert!(evs.len() == 1 && evs[0].readable);
+    // Reported: its one-shot poll completed; the next wait arms a new one.
+    assert_eq!(p.backend().armed_polls(), 0);
+    drain(&a);
+    assert!(wait_one_enter(&mut p).is_empty());
     assert_eq!(p.backend().armed_polls(), 1);
 }
 
@@ -368,7 +440,8 @@ fn a_blocking_wait_that_removes_polls_is_one_enter() {
     assert_eq!(tokens(&evs), [Token(3)]);
     assert_eq!(delta.get(SyscallKind::IoUringEnter), 1, "{delta:?}");
     let _w2 = writer.join().unwrap();
-    assert_eq!(p.backend().armed_polls(), 2);
+    // Token 2's poll; token 3's completed with its report.
+    assert_eq!(p.backend().armed_polls(), 1);
 }
 
 #[test]
