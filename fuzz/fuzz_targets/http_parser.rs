@@ -16,9 +16,15 @@
 //!   buffer, a prefix that is refused means the whole buffer is refused
 //!   too, and the head of a `Complete` buffer, cut one byte short, is
 //!   `Partial`.
+//! - the body after a `Complete` head, given to a `BodySkipper` whole and
+//!   in two pieces cut at every point tried above, gives the same answer
+//!   (consumed length and end, or the same error), and never more than the
+//!   input.
 #![no_main]
 
-use evmux_net::http::{Body, Error, Header, MAX_HEAD, Request, Status, Version, parse_request};
+use evmux_net::http::{
+    Body, BodySkipper, Error, Header, MAX_HEAD, Request, Status, Version, parse_request,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// What a parse gave, owned, for comparing a prefix with the whole.
@@ -231,6 +237,28 @@ fuzz_target!(|data: &[u8]| {
     }
     cuts.sort_unstable();
     cuts.dedup();
+
+    if let Outcome::Complete { head_len, body, .. } = &whole {
+        let rest = &buf[*head_len..];
+        let mut one = BodySkipper::new(*body);
+        let whole_skip = one.skip(rest).map(|n| (n, one.is_done()));
+        if let Ok((n, _)) = whole_skip {
+            assert!(n <= rest.len());
+        }
+        for &cut in &cuts {
+            let Some(cut) = cut.checked_sub(*head_len).filter(|&c| c <= rest.len()) else {
+                continue;
+            };
+            let mut two = BodySkipper::new(*body);
+            let pieces = two.skip(&rest[..cut]).and_then(|a| {
+                if a < cut {
+                    return Ok((a, two.is_done()));
+                }
+                two.skip(&rest[cut..]).map(|b| (a + b, two.is_done()))
+            });
+            assert_eq!(pieces, whole_skip, "body cut at {cut}");
+        }
+    }
 
     for cut in cuts.into_iter().filter(|&c| c <= buf.len()) {
         let part = parse(&buf[..cut], slots, max_head);

@@ -14,7 +14,7 @@
 //!   (`write_response`, `Content-Type: text/plain`, `hello world`): the
 //!   bytes on the wire are equal (a test below checks it);
 //! - keep-alive and pipelining (every complete head in the buffer is
-//!   answered in order), bodies (`Content-Length`) skipped, `Connection:
+//!   answered in order), bodies (`Content-Length` or chunked) skipped, `Connection:
 //!   close` and errors (400, 431, 501, 505) answered, the write side shut,
 //!   the input drained for at most the linger time, then closed;
 //! - back-pressure: no reading while 64 KiB of output wait;
@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use evmux_net::http::server::MAX_HEADERS;
-use evmux_net::http::{self, Body, Header, Status, Version, parse_request, write_response};
+use evmux_net::http::{
+    self, Body, BodySkipper, Header, Status, Version, parse_request, write_response,
+};
 use evmux_timers::{TimerKey, TimerWheel};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -141,7 +143,7 @@ struct Conn {
     end: usize,
     out: Vec<u8>,
     out_pos: usize,
-    skip: u64,
+    body: BodySkipper,
     close_after_flush: bool,
     draining: bool,
     peer_eof: bool,
@@ -368,7 +370,7 @@ impl MioServer {
             end: 0,
             out: Vec::new(),
             out_pos: 0,
-            skip: 0,
+            body: BodySkipper::new(Body::None),
             close_after_flush: false,
             draining: false,
             peer_eof: false,
@@ -481,7 +483,7 @@ fn drive(conn: &mut Conn, responses: &Responses, active: &mut bool) -> io::Resul
 fn read_requests(conn: &mut Conn, responses: &Responses, active: &mut bool) -> io::Result<Stop> {
     loop {
         skip_body(conn);
-        while conn.skip == 0 && conn.start < conn.end && !conn.close_after_flush {
+        while conn.body.is_done() && conn.start < conn.end && !conn.close_after_flush {
             let mut headers = [Header::EMPTY; MAX_HEADERS];
             let cap = conn.buf.len();
             match parse_request(&conn.buf[conn.start..conn.end], &mut headers, cap) {
@@ -489,14 +491,7 @@ fn read_requests(conn: &mut Conn, responses: &Responses, active: &mut bool) -> i
                     let head_only = req.method == "HEAD";
                     let (version, keep_alive, head_len) =
                         (req.version, req.keep_alive, req.head_len);
-                    match req.body {
-                        Body::Chunked => {
-                            reject(conn, http::Error::UnsupportedCoding.status());
-                            break;
-                        }
-                        Body::Length(n) => conn.skip = n,
-                        Body::None => {}
-                    }
+                    conn.body = BodySkipper::new(req.body);
                     conn.out
                         .extend_from_slice(responses.get(keep_alive, version, head_only));
                     conn.start += head_len;
@@ -567,10 +562,10 @@ fn reject(conn: &mut Conn, status: u16) {
 }
 
 fn skip_body(conn: &mut Conn) {
-    let have = (conn.end - conn.start) as u64;
-    let n = have.min(conn.skip);
-    conn.skip -= n;
-    conn.start += n as usize;
+    match conn.body.skip(&conn.buf[conn.start..conn.end]) {
+        Ok(n) => conn.start += n,
+        Err(e) => reject(conn, e.status()),
+    }
 }
 
 /// Discards input until `WouldBlock` (`Ok(false)`) or end of file
@@ -712,7 +707,17 @@ mod tests {
             (b"GARBAGE\x01\r\n\r\n".to_vec(), false, 0),
             (b"GET / HTTP/2.0\r\n\r\n".to_vec(), false, 0),
             (
-                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+                false,
+                2,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc".to_vec(),
+                false,
+                0,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
                 false,
                 0,
             ),

@@ -24,6 +24,11 @@
 //! request line are skipped. HTTP/1.1 requests need exactly one `Host`.
 //! Invalid bytes already present make a partial head an error at once, so
 //! garbage is refused without waiting for the limit.
+//!
+//! [`BodySkipper`] then discards the body as it arrives, in as many pieces
+//! as the socket gives: `Content-Length` bytes, or a chunked body whose
+//! framing (sizes, extensions, CRLFs, trailer fields) it checks as it
+//! streams, without buffering.
 
 pub mod server;
 
@@ -530,6 +535,173 @@ pub fn write_response(
     }
 }
 
+/// The most bytes of chunk extensions on one chunk-size line.
+pub const MAX_CHUNK_EXT: u32 = 4096;
+/// The most bytes of trailer fields after a chunked body.
+pub const MAX_TRAILER: u32 = 8192;
+
+/// Discards a request body as it arrives (RFC 9112 §6.3, §7.1).
+///
+/// Made from the head's [`Body`]; [`skip`](BodySkipper::skip) is given
+/// whatever input follows and says how much of it was body, until
+/// [`is_done`](BodySkipper::is_done). A chunked body's framing is checked
+/// strictly as it streams: hexadecimal sizes of at most 16 digits, chunk
+/// lines and data ended by CRLF (a bare LF is refused: lenient chunk
+/// parsing is a request-smuggling vector), extensions and trailer fields
+/// bounded by [`MAX_CHUNK_EXT`] and [`MAX_TRAILER`], no control characters
+/// in either. Nothing is buffered: the state is a few integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodySkipper {
+    state: Skip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skip {
+    Done,
+    /// Bytes of a `Content-Length` body still to come.
+    Length(u64),
+    /// In a chunk-size: its value and digit count so far.
+    Size {
+        value: u64,
+        digits: u8,
+    },
+    /// In a chunk's extensions, after its size.
+    Ext {
+        value: u64,
+        len: u32,
+    },
+    /// After a chunk line's CR.
+    SizeLf {
+        value: u64,
+    },
+    /// Chunk data bytes still to come.
+    Data(u64),
+    /// The CR, then the LF, after chunk data.
+    DataCr,
+    DataLf,
+    /// In the trailer section: the current line's length, the total.
+    Trailer {
+        line: u32,
+        total: u32,
+    },
+    /// After a trailer line's CR; `last`: that line was empty.
+    TrailerLf {
+        last: bool,
+        total: u32,
+    },
+}
+
+impl BodySkipper {
+    /// A skipper for the body a head announced.
+    pub const fn new(body: Body) -> BodySkipper {
+        let state = match body {
+            Body::None | Body::Length(0) => Skip::Done,
+            Body::Length(n) => Skip::Length(n),
+            Body::Chunked => Skip::Size {
+                value: 0,
+                digits: 0,
+            },
+        };
+        BodySkipper { state }
+    }
+
+    /// Whether the whole body has gone by.
+    pub const fn is_done(&self) -> bool {
+        matches!(self.state, Skip::Done)
+    }
+
+    /// Consumes the body's part of `input` (a prefix of it): returns its
+    /// length. Once done, returns 0.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for broken chunk framing, [`Error::TooLarge`]
+    /// for extensions or trailers beyond their limits. The skipper should
+    /// then be dropped with the connection.
+    pub fn skip(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let mut i = 0;
+        while i < input.len() {
+            match &mut self.state {
+                Skip::Done => break,
+                Skip::Length(n) | Skip::Data(n) => {
+                    let take =
+                        usize::try_from(*n).map_or(input.len() - i, |n| n.min(input.len() - i));
+                    i += take;
+                    *n -= take as u64;
+                    if *n == 0 {
+                        self.state = match self.state {
+                            Skip::Length(_) => Skip::Done,
+                            _ => Skip::DataCr,
+                        };
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match self.state {
+                Skip::Size { value, digits } => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if digits == 16 {
+                            return Err(Error::Malformed("chunk size over 16 hex digits"));
+                        }
+                        let d = (b as char).to_digit(16).expect("a hex digit");
+                        Skip::Size {
+                            value: value << 4 | u64::from(d),
+                            digits: digits + 1,
+                        }
+                    }
+                    _ if digits == 0 => return Err(Error::Malformed("chunk size expected")),
+                    b';' | b' ' | b'\t' => Skip::Ext { value, len: 1 },
+                    b'\r' => Skip::SizeLf { value },
+                    _ => return Err(Error::Malformed("bad byte after a chunk size")),
+                },
+                Skip::Ext { value, len } => match b {
+                    b'\r' => Skip::SizeLf { value },
+                    b'\t' | b' '..=b'~' | 0x80..=0xff if len < MAX_CHUNK_EXT => Skip::Ext {
+                        value,
+                        len: len + 1,
+                    },
+                    b'\t' | b' '..=b'~' | 0x80..=0xff => return Err(Error::TooLarge),
+                    _ => return Err(Error::Malformed("control character in a chunk extension")),
+                },
+                Skip::SizeLf { value } => match (b, value) {
+                    (b'\n', 0) => Skip::Trailer { line: 0, total: 0 },
+                    (b'\n', n) => Skip::Data(n),
+                    _ => return Err(Error::Malformed("chunk line not ended by CRLF")),
+                },
+                Skip::DataCr if b == b'\r' => Skip::DataLf,
+                Skip::DataLf if b == b'\n' => Skip::Size {
+                    value: 0,
+                    digits: 0,
+                },
+                Skip::DataCr | Skip::DataLf => {
+                    return Err(Error::Malformed("chunk data not followed by CRLF"));
+                }
+                Skip::Trailer { line, total } => match b {
+                    b'\r' => Skip::TrailerLf {
+                        last: line == 0,
+                        total,
+                    },
+                    b'\t' | b' '..=b'~' | 0x80..=0xff if total < MAX_TRAILER => Skip::Trailer {
+                        line: line + 1,
+                        total: total + 1,
+                    },
+                    b'\t' | b' '..=b'~' | 0x80..=0xff => return Err(Error::TooLarge),
+                    _ => return Err(Error::Malformed("control character in a trailer field")),
+                },
+                Skip::TrailerLf { last, total } => match b {
+                    b'\n' if last => Skip::Done,
+                    b'\n' => Skip::Trailer { line: 0, total },
+                    _ => return Err(Error::Malformed("trailer line not ended by CRLF")),
+                },
+                Skip::Done | Skip::Length(_) | Skip::Data(_) => unreachable!("handled above"),
+            };
+        }
+        Ok(i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,5 +910,153 @@ mod tests {
             out,
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: y\r\nConnection: keep-alive\r\n\r\n"
         );
+    }
+
+    /// Feeds `input` to a skipper in pieces cut at `cuts`; the result of
+    /// the first failing piece, or the total consumed.
+    fn skip_in_pieces(body: Body, input: &[u8], cuts: &[usize]) -> (Result<usize, Error>, bool) {
+        let mut k = BodySkipper::new(body);
+        let mut at = 0;
+        let mut total = 0;
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        for end in bounds {
+            if end < at {
+                continue;
+            }
+            match k.skip(&input[at..end]) {
+                Ok(n) => {
+                    total += n;
+                    if n < end - at {
+                        // The body ended inside this piece.
+                        return (Ok(total), k.is_done());
+                    }
+                }
+                Err(e) => return (Err(e), false),
+            }
+            at = end;
+        }
+        (Ok(total), k.is_done())
+    }
+
+    #[test]
+    fn chunked_bodies_are_skipped_up_to_the_next_request() {
+        let body = b"5\r\nhello\r\n1A;name=\"v\" ; x\r\nabcdefghijklmnopqrstuvwxyz\r\n\
+                     0\r\nExpires: never\r\nX-Sum: 1\r\n\r\n";
+        let mut input = body.to_vec();
+        input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let mut k = BodySkipper::new(Body::Chunked);
+        assert_eq!(k.skip(&input), Ok(body.len()));
+        assert!(k.is_done());
+        assert_eq!(k.skip(b"more"), Ok(0));
+        // No trailer, upper-case hex, leading zeros.
+        let mut k = BodySkipper::new(Body::Chunked);
+        let body = b"000A\r\n0123456789\r\n0\r\n\r\n";
+        assert_eq!(k.skip(body), Ok(body.len()));
+        assert!(k.is_done());
+    }
+
+    #[test]
+    fn lengths_and_empty_bodies() {
+        let mut k = BodySkipper::new(Body::Length(5));
+        assert_eq!(k.skip(b"abc"), Ok(3));
+        assert!(!k.is_done());
+        assert_eq!(k.skip(b"deGET"), Ok(2));
+        assert!(k.is_done());
+        assert!(BodySkipper::new(Body::None).is_done());
+        assert!(BodySkipper::new(Body::Length(0)).is_done());
+        let mut k = BodySkipper::new(Body::Length(u64::MAX));
+        assert_eq!(k.skip(&[0; 100]), Ok(100));
+        assert!(!k.is_done());
+    }
+
+    #[test]
+    fn broken_chunk_framing_is_refused() {
+        let cases: &[(&[u8], u16)] = &[
+            (b"5\nhello\r\n0\r\n\r\n", 400),   // bare LF after the size
+            (b"5\r\nhello\n0\r\n\r\n", 400),   // bare LF after data
+            (b"5\r\nhelloX\r\n", 400),         // data longer than its size
+            (b"\r\n", 400),                    // no size
+            (b";x\r\n", 400),                  // extension without a size
+            (b"g\r\n", 400),                   // not hex
+            (b"-1\r\n", 400),                  // not hex
+            (b"10000000000000000\r\n", 400),   // 17 digits
+            (b"1;\x01\r\n", 400),              // control character
+            (b"0\r\nX: a\nY: b\r\n\r\n", 400), // bare LF in the trailer
+            (b"0\r\nX: \x7f\r\n\r\n", 400),    // DEL in the trailer
+        ];
+        for (input, status) in cases {
+            let mut k = BodySkipper::new(Body::Chunked);
+            let got = k.skip(input).map_err(|e| e.status());
+            assert_eq!(got, Err(*status), "{:?}", String::from_utf8_lossy(input));
+        }
+        let mut long_ext = b"1;".to_vec();
+        long_ext.resize(2 + MAX_CHUNK_EXT as usize, b'a');
+        long_ext.extend_from_slice(b"\r\n");
+        let mut k = BodySkipper::new(Body::Chunked);
+        assert_eq!(k.skip(&long_ext), Err(Error::TooLarge));
+        let mut long_trailer = b"0\r\n".to_vec();
+        for _ in 0..=MAX_TRAILER / 9 {
+            long_trailer.extend_from_slice(b"X: 123456\r\n");
+        }
+        let mut k = BodySkipper::new(Body::Chunked);
+        assert_eq!(k.skip(&long_trailer), Err(Error::TooLarge));
+        // 16 digits is the most, and fine.
+        let mut k = BodySkipper::new(Body::Chunked);
+        assert_eq!(k.skip(b"0000000000000001\r\nx\r\n"), Ok(21));
+        assert!(!k.is_done(), "the last chunk is still to come");
+    }
+
+    fn chunked(chunks: &[(Vec<u8>, String)], trailer: &[String]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (data, ext) in chunks {
+            out.extend_from_slice(format!("{:x}{ext}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n");
+        for t in trailer {
+            out.extend_from_slice(t.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    proptest::proptest! {
+        /// A valid chunked body, cut anywhere, is skipped to its exact end,
+        /// and the next request's bytes are left alone.
+        #[test]
+        fn chunked_bodies_split_anywhere(
+            chunks in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300), "(;[a-z]{1,8}(=[a-z0-9]{0,8})?){0,2}"),
+                0..6),
+            trailer in proptest::collection::vec("[A-Za-z-]{1,10}: [ -~]{0,20}", 0..3),
+            cuts in proptest::collection::vec(0usize..4000, 0..8),
+        ) {
+            let body = chunked(&chunks, &trailer);
+            let mut input = body.clone();
+            input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            let (got, done) = skip_in_pieces(Body::Chunked, &input, &cuts);
+            proptest::prop_assert_eq!(got, Ok(body.len()));
+            proptest::prop_assert!(done);
+        }
+
+        /// Any bytes, cut anywhere: the same answer as in one piece.
+        #[test]
+        fn pieces_do_not_change_the_answer(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"0123456789abcdefABCDEF;= \t\r\nxyz:".to_vec()),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let whole = skip_in_pieces(Body::Chunked, &input, &[]);
+            let pieces = skip_in_pieces(Body::Chunked, &input, &cuts);
+            proptest::prop_assert_eq!(whole, pieces);
+        }
     }
 }

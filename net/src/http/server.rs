@@ -8,10 +8,12 @@
 //! - **keep-alive** and pipelining: each complete request head in the
 //!   buffer is answered in order; `Connection: close` (or HTTP/1.0 without
 //!   `keep-alive`) ends the connection after its response; request bodies
-//!   (`Content-Length`) are read and discarded;
+//!   (`Content-Length` or chunked, [`BodySkipper`](super::BodySkipper))
+//!   are read and discarded as they arrive;
 //! - **a request-size cap** ([`Config::max_head`], 8 KiB by default): a head
 //!   that does not end within it is answered `431`, a malformed one `400`
-//!   (`505` for other HTTP versions, `501` for chunked bodies), and then
+//!   (`505` for other HTTP versions, `501` for transfer codings other than
+//!   a lone `chunked`, `400` for broken chunk framing), and then
 //!   *that* connection is closed: the server shuts its write side, discards
 //!   what the client still sends for at most [`Config::linger`] (so that
 //!   the client reads the answer instead of a reset), and closes;
@@ -43,7 +45,7 @@ use std::time::Duration;
 
 use evmux_interest::{Backend, Event, Events, Interest, Mode, Poller, Token, Waker};
 
-use super::{Body, Header, Status, Version, parse_request, write_response};
+use super::{Body, BodySkipper, Header, Status, Version, parse_request, write_response};
 use crate::{TcpListener, TcpStream};
 
 /// The listener's token.
@@ -137,8 +139,8 @@ struct Conn {
     end: usize,
     out: Vec<u8>,
     out_pos: usize,
-    /// Body bytes still to discard.
-    skip: u64,
+    /// The body still to discard.
+    body: BodySkipper,
     /// Shut the write side once `out` is flushed, then drain.
     close_after_flush: bool,
     /// The write side is shut; reads are discarded until end of file.
@@ -422,7 +424,7 @@ impl<B: Backend> Core<B> {
             end: 0,
             out: Vec::new(),
             out_pos: 0,
-            skip: 0,
+            body: BodySkipper::new(Body::None),
             close_after_flush: false,
             draining: false,
             peer_eof: false,
@@ -574,8 +576,8 @@ fn read_requests<B: Backend>(
     active: &mut bool,
 ) -> io::Result<Stop> {
     loop {
-        skip_body(conn);
-        while conn.skip == 0 && conn.start < conn.end && !conn.close_after_flush {
+        skip_body(conn, stats);
+        while conn.body.is_done() && conn.start < conn.end && !conn.close_after_flush {
             let mut headers = [Header::EMPTY; MAX_HEADERS];
             let cap = conn.buf.len();
             match parse_request(&conn.buf[conn.start..conn.end], &mut headers, cap) {
@@ -583,14 +585,7 @@ fn read_requests<B: Backend>(
                     let head_only = req.method == "HEAD";
                     let (version, keep_alive, head_len) =
                         (req.version, req.keep_alive, req.head_len);
-                    match req.body {
-                        Body::Chunked => {
-                            reject(conn, stats, super::Error::UnsupportedCoding.status());
-                            break;
-                        }
-                        Body::Length(n) => conn.skip = n,
-                        Body::None => {}
-                    }
+                    conn.body = BodySkipper::new(req.body);
                     conn.out
                         .extend_from_slice(responses.get(keep_alive, version, head_only));
                     stats.served += 1;
@@ -598,7 +593,7 @@ fn read_requests<B: Backend>(
                     if !keep_alive {
                         conn.close_after_flush = true;
                     }
-                    skip_body(conn);
+                    skip_body(conn, stats);
                 }
                 Ok(Status::Partial) => break,
                 Err(e) => reject(conn, stats, e.status()),
@@ -660,13 +655,13 @@ fn reject(conn: &mut Conn, stats: &mut Stats, status: u16) {
     conn.start = conn.end;
 }
 
-/// Discards buffered body bytes.
-fn skip_body(conn: &mut Conn) {
-    let have = (conn.end - conn.start) as u64;
-    let n = have.min(conn.skip);
-    conn.skip -= n;
-    // n <= have, which is a usize.
-    conn.start += n as usize;
+/// Discards buffered body bytes; broken chunk framing is answered (400,
+/// or 431 for oversized extensions or trailers) and closes the connection.
+fn skip_body(conn: &mut Conn, stats: &mut Stats) {
+    match conn.body.skip(&conn.buf[conn.start..conn.end]) {
+        Ok(n) => conn.start += n,
+        Err(e) => reject(conn, stats, e.status()),
+    }
 }
 
 /// Discards input until `WouldBlock` (`Ok(false)`) or end of file
