@@ -210,6 +210,53 @@
 //! `io_uring_enter` if a poll is armed** (above), plus the eventfd
 //! `read(2)` if it reaps a wake-up.
 //!
+//! ## Threads
+//!
+//! The backend is `Send`: a `Poller<UringBackend>` may be made and waited
+//! on by one thread, then moved to another and driven there. io_uring runs
+//! a poll's completion work (task work) on the thread that *submitted* the
+//! poll, for a wake-up as for a cancel, and tells that thread by setting
+//! `TIF_NOTIFY_SIGNAL`. `COOP_TASKRUN` only spares a thread running in user
+//! space the interrupt: a thread blocked in an interruptible sleep is woken,
+//! runs the work, and then restarts its call if the kernel restarts it on
+//! its own, or fails it with `EINTR` if not (a socket read with
+//! `SO_RCVTIMEO`, for instance). Polls left armed by a thread the backend
+//! has left would do this to that thread at every wake-up, for as long as
+//! they stay armed.
+//!
+//! **The rule.** Every wait compares [`std::thread::current`]'s id with the
+//! thread that made the last submission (no syscall). When they differ, the
+//! wait *moves* every armed poll, the registrations' and the waker's: it
+//! cancels it and arms it again, both in the SQEs of its own
+//! `io_uring_enter` (the change machinery above), so the move costs no
+//! syscall of its own and the wait stays one `io_uring_enter`. Nothing is
+//! lost: a poll re-armed on a ready descriptor completes at once, in that
+//! enter. Nothing is duplicated: the old polls end with `-ECANCELED`, which
+//! is dropped, and readiness reaped from them before the move is a hint,
+//! re-checked by the new poll. From that wait on, the backend's polls
+//! notify the new thread only. The test counters `QuirkStats::moves` and
+//! `QuirkStats::rehomed` count the moves and the polls moved.
+//!
+//! **What the old thread still sees.** The kernel cannot hand a request
+//! over to another thread: a cancelled poll's final completion work, which
+//! frees it and drops its file reference, runs on the thread that submitted
+//! it. So the move itself notifies the old thread, at the first wait after
+//! the move (a blocking call of that thread that is not restarted fails
+//! with `EINTR` then; normally once, as the kernel signals a thread only
+//! when its task work list was empty). And when the ring is closed (the backend
+//! dropped), the kernel sends task work, with an interrupt, to every live
+//! thread that created the ring or submitted to it: the thread that made
+//! the backend is notified once more then, even if it never waited on it.
+//! Nothing else reaches the old thread. Programs whose other threads make
+//! such calls should make the backend on the thread that drives it; moving
+//! it before its first wait avoids the notification of the move, not that
+//! of the drop.
+//!
+//! After a move the backend no longer counts on the cancels' completions
+//! in a blocking wait (above), and a `forget` of a registration whose old
+//! poll has not ended, or from another thread than the last waiting one,
+//! is left to the next batch ("Forget", above).
+//!
 //! # Kernel requirements
 //!
 //! | feature | Linux | use |
@@ -230,7 +277,9 @@
 //! fresh although the program may have read the data since. With or
 //! without `COOP_TASKRUN` (which only drops the interrupt for a wake-up
 //! from another CPU), completion work queued by a thread's own syscall runs
-//! when that syscall returns.
+//! when that syscall returns; `COOP_TASKRUN` does not keep the work from
+//! waking the submitting thread out of an interruptible sleep ("Threads",
+//! above).
 //!
 //! # Kernel quirks handled
 //!
@@ -272,17 +321,20 @@
 //!   dropped, and not re-armed.
 //! - **Threads**: a poll's completion work runs on the thread that submitted
 //!   it. When the backend is used from another thread than the one that
-//!   armed its polls, it cancels and re-adds every armed poll from the new
-//!   thread in the first wait there (one batch), so readiness never waits on
-//!   another thread. From then on a blocking wait no longer counts on the
-//!   cancels' completions (above): one whose batch cancels polls may end
-//!   early once, and the driver resumes it (one more `io_uring_enter`).
-//!   The old polls end, and let go of their files, only when the old thread
-//!   runs its task work: with `COOP_TASKRUN`, when it next passes through
-//!   the kernel (at once if it has exited; not while it is blocked). Until
-//!   their final CQEs are reaped, a `forget` of such a registration, like a
-//!   `forget` from another thread than the last waiting one, is left to the
-//!   next batch rather than waiting for the other thread.
+//!   made its last submission, the first wait there cancels and re-adds
+//!   every armed poll from the new thread, in its own enter ("Threads",
+//!   above), so readiness never waits on another thread; the old thread is
+//!   notified by the move itself (and again when the ring is closed).
+//!   From then on a blocking wait no longer counts on the cancels'
+//!   completions (above): one whose batch cancels polls may end early once,
+//!   and the driver resumes it (one more `io_uring_enter`). The old polls
+//!   end, and let go of their files, only when the old thread runs its task
+//!   work: when it next passes through the kernel or is woken from an
+//!   interruptible sleep by that work (at once if it has exited; not while
+//!   it runs in user space or sleeps uninterruptibly). Until their final
+//!   CQEs are reaped, a `forget` of such a registration, like a `forget`
+//!   from another thread than the last waiting one, is left to the next
+//!   batch rather than waiting for the other thread.
 //! - **`EINTR`**: `io_uring_enter` submits before it waits, and reports an
 //!   interrupted wait as success when it submitted something. An error
 //!   therefore means nothing was consumed: the SQEs stay in the ring (the
@@ -744,6 +796,13 @@ pub struct QuirkStats {
     /// the polls were armed by another thread, or the cancellation could not
     /// be submitted or seen completed in time.
     pub forget_deferred: u64,
+    /// Waits made on another thread than the one that made the last
+    /// submission: each moved the armed polls to its thread (see the crate
+    /// docs, "Threads").
+    pub moves: u64,
+    /// Polls (the registrations' and the waker's) cancelled and armed again
+    /// from the new thread by those moves.
+    pub rehomed: u64,
 }
 
 /// The io_uring backend. See the crate documentation.
@@ -1073,9 +1132,11 @@ impl UringBackend {
         cancels
     }
 
-    /// The backend is used from another thread than the one that armed its
-    /// polls: cancel them and arm them again from here.
+    /// The backend is used from another thread than the one that made its
+    /// last submission: cancel every armed poll and arm it again from here,
+    /// in this wait's submission (see the crate docs, "Threads").
     fn migrate(&mut self) {
+        self.stats.moves += 1;
         // A registration being forgotten is removed by this very batch.
         let armed: Vec<(Key, u32)> = self
             .regs
@@ -1085,6 +1146,7 @@ impl UringBackend {
             .map(|r| (r.key, r.instances))
             .collect();
         for (key, instances) in armed {
+            self.stats.rehomed += 1;
             self.cancel(key, instances);
             if let Some(reg) = self.reg_mut(key) {
                 reg.foreign = instances;
@@ -1095,6 +1157,7 @@ impl UringBackend {
         if let Some(instances) = self.waker.as_ref().map(|w| w.instances)
             && instances > 0
         {
+            self.stats.rehomed += 1;
             self.cancel(Key::WAKER, instances);
             self.arm_waker();
         }

@@ -291,10 +291,10 @@ fn forget_from_another_thread_leaves_the_removal_to_the_next_wait() {
         assert_eq!(p.backend().registrations(), 1);
         // Token 2 was armed before the move too, and its old poll was
         // cancelled by the move: that poll completes only when the first
-        // thread runs its task work, which it does not while blocked. Then
-        // the forget is deferred as well, without waiting (no enter). If
-        // the first thread did get to run it (it was not blocked yet), the
-        // forget is immediate: one enter.
+        // thread runs its task work, which wakes it in its join (the kernel
+        // restarts the join) but may not have run yet. Then the forget is
+        // deferred as well, without waiting (no enter). If the first thread
+        // did run it, the forget is immediate: one enter.
         let stats = p.backend().quirk_stats();
         let delta = forget_counted(&mut p, 2);
         let after = p.backend().quirk_stats();
