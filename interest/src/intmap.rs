@@ -34,7 +34,7 @@ pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// A key of a [`DenseMap`]: a small integer in the common case (a slab
 /// index used as a token, a descriptor number).
-pub(crate) trait DenseKey: Copy + Eq + std::hash::Hash {
+pub trait DenseKey: Copy + Eq + std::hash::Hash {
     /// The key as an index; `None` for keys that never go in the array
     /// (negative descriptor numbers).
     fn index(self) -> Option<usize>;
@@ -67,13 +67,15 @@ const MIN_DENSE: usize = 1024;
 ///
 /// Memory is bounded by the peak length, never by the keys seen: the array
 /// grows to cover a key only while its length stays within
-/// `max(1024, 4 × (len + 1))` entries, and the hash map keeps at least twice
-/// its peak length of room, so that churn (remove one key, insert another)
-/// at a steady length rehashes in place instead of doubling the table
-/// months into a run (hashbrown doubles a table whose tombstones fill it
-/// while more than half of it is live).
+/// `max(1024, 2 × (len + 1))` entries. The hash map, once used, keeps room
+/// for twice the whole map's peak length: every live key may end up hashed
+/// (ever-increasing tokens leave the array's range one by one), and
+/// churn (remove one key, insert another) at a steady length then rehashes
+/// in place instead of doubling the table months into a run (hashbrown
+/// doubles a table whose tombstones fill it while more than half of it is
+/// live).
 #[derive(Clone, Debug)]
-pub(crate) struct DenseMap<K, V> {
+pub struct DenseMap<K, V> {
     dense: Vec<Option<V>>,
     sparse: IntMap<K, V>,
     /// The sparse map's length above which it reserves room again.
@@ -94,18 +96,18 @@ impl<K, V> Default for DenseMap<K, V> {
 
 impl<K: DenseKey, V> DenseMap<K, V> {
     /// The number of entries.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the map is empty.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The value of `key`.
     #[inline]
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+    pub fn get(&self, key: &K) -> Option<&V> {
         if let Some(i) = key.index()
             && let Some(v) = self.dense.get(i)
         {
@@ -117,15 +119,29 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         self.sparse.get(key)
     }
 
+    /// The value of `key`, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if let Some(i) = key.index()
+            && i < self.dense.len()
+        {
+            return self.dense[i].as_mut();
+        }
+        if self.sparse.is_empty() {
+            return None;
+        }
+        self.sparse.get_mut(key)
+    }
+
     /// Whether `key` has a value.
-    pub(crate) fn contains_key(&self, key: &K) -> bool {
+    pub fn contains_key(&self, key: &K) -> bool {
         self.get(key).is_some()
     }
 
     /// Sets the value of `key`, returning the old one.
-    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         if let Some(i) = key.index() {
-            if i >= self.dense.len() && i < MIN_DENSE.max(4 * (self.len + 1)) {
+            if i >= self.dense.len() && i < MIN_DENSE.max(2 * (self.len + 1)) {
                 self.grow_dense(i);
             }
             if let Some(entry) = self.dense.get_mut(i) {
@@ -140,8 +156,8 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         if old.is_none() {
             self.len += 1;
             if self.sparse.len() > self.sparse_limit {
-                // Room for twice the length: see the type's notes.
-                self.sparse.reserve(self.sparse.len());
+                // Room for twice the whole map: see the type's notes.
+                self.sparse.reserve(2 * self.len - self.sparse.len());
                 self.sparse_limit = (self.sparse.capacity() / 2).saturating_sub(1);
             }
         }
@@ -150,7 +166,7 @@ impl<K: DenseKey, V> DenseMap<K, V> {
 
     /// Removes `key`, returning its value.
     #[inline]
-    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+    pub fn remove(&mut self, key: &K) -> Option<V> {
         let old = match key.index() {
             Some(i) if i < self.dense.len() => self.dense[i].take(),
             _ if self.sparse.is_empty() => None,
@@ -163,7 +179,7 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     }
 
     /// Every value, in no particular order.
-    pub(crate) fn values(&self) -> impl Iterator<Item = &V> + '_ {
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
         self.dense
             .iter()
             .filter_map(Option::as_ref)
@@ -173,7 +189,7 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     /// Grows the array to cover index `i`, moving the hashed keys it now
     /// covers into it (no key below the array's length is ever hashed).
     fn grow_dense(&mut self, i: usize) {
-        let cap = MIN_DENSE.max(4 * (self.len + 1));
+        let cap = MIN_DENSE.max(2 * (self.len + 1));
         let new_len = (i + 1)
             .max(self.dense.len() * 2)
             .max(16)
@@ -248,6 +264,8 @@ mod tests {
             }
             for (k, v) in &oracle {
                 prop_assert_eq!(map.get(&Token(*k)), Some(v));
+                let mut v = *v;
+                prop_assert_eq!(map.get_mut(&Token(*k)), Some(&mut v));
             }
             let mut got: Vec<u32> = map.values().copied().collect();
             let mut want: Vec<u32> = oracle.values().copied().collect();

@@ -38,7 +38,7 @@ pub use backend::{
     SourceReport, SourceSpec, Trigger, Wake, Watch,
 };
 pub use error::{Error, TokenUse};
-pub use intmap::{IntHasher, IntMap};
+pub use intmap::{DenseKey, DenseMap, IntHasher, IntMap};
 pub use mailbox::{Registry, UserTrigger, Waker};
 pub use poller::{ModeName, Poller, Registration};
 pub use types::{Event, Events, Interest, Mode, Ready, Token};

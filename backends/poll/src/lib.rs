@@ -81,7 +81,7 @@ const EBADF: i32 = 9;
 
 /// Descriptor number → position; the driver's integer hasher (SipHash
 /// would dominate the cost of applying a change).
-type FdMap = evmux_interest::IntMap<RawFd, usize>;
+type FdMap = evmux_interest::DenseMap<RawFd, usize>;
 
 /// What the backend knows about one `pollfd` entry, at the same position.
 #[derive(Copy, Clone, Debug)]
