@@ -5,17 +5,24 @@
 //! costs O(ready) per wait but a syscall per change, and each ready event
 //! costs it more kernel work than a `pollfd` entry costs `poll(2)` (epoll
 //! re-polls the file to queue a level-triggered item again, and copies the
-//! event out). Which is cheaper depends on the *active/total ratio* (ATR):
-//! on this project's reference machine (Linux 6.18, x86_64) a `pollfd`
-//! entry costs ~55 ns per wait whether ready or not, and an epoll ready
-//! event ~105 ns, so poll and epoll break even at an ATR of ~0.55 (the
-//! measured crossing is 0.56–0.58, close to the 0.6 of Zed Shaw's
-//! "superpoll" article). This backend keeps each descriptor in the half
+//! event out; when readiness comes and goes, each new readiness also runs
+//! epoll's wake-up callback in the writer, and the emptied item is
+//! re-polled once more at the next wait). Which is cheaper depends on the
+//! *active/total ratio* (ATR), or per descriptor on its probability of
+//! being ready at a wait: on this project's reference machine (Linux 6.18,
+//! x86_64) a `pollfd` entry costs ~60 ns per wait whether ready or not. An
+//! epoll event of a descriptor that *stays* ready costs ~110 ns, which puts
+//! the break-even at an ATR of ~0.6 (the 0.6 of Zed Shaw's "superpoll"
+//! article); one whose readiness *moves* (read empty when reported, made
+//! ready again by a send, as in the chain benchmark and most servers) costs
+//! ~4–5 entries, and the break-even falls to ~0.2 (see
+//! [Defaults](#defaults)). This backend keeps each descriptor in the half
 //! that suits it: the *hot* half is a `pollfd` array scanned at every wait,
 //! the *cold* half is an epoll set whose own descriptor sits in that array
 //! with `POLLIN`. One `poll(2)` waits on everything; only when the epoll
 //! descriptor polls readable does the wait add one `epoll_wait(2)` with a
-//! zero timeout to collect the cold readiness.
+//! zero timeout to collect the cold readiness. When every registration is
+//! cold (and there is no waker), the wait is a plain `epoll_wait(2)`.
 //!
 //! ```
 //! use std::os::fd::AsRawFd;
@@ -40,7 +47,8 @@
 //! average, over waits, of "was reported ready at this wait", with a
 //! half-life of [`SuperpollConfig::half_life`] waits. It estimates the
 //! probability that the descriptor is ready at a wait, which is directly
-//! comparable with the break-even ATR. For a cold descriptor, each
+//! comparable with the break-even ATR (a descriptor reported once every
+//! `k` waits settles near `1/k`). For a cold descriptor, each
 //! `epoll_ctl` that a change of the driver costs it counts like a ready
 //! report too (a change is a syscall in the cold half and free in the hot
 //! one). Scores are updated lazily (decayed by the number of waits since
@@ -49,10 +57,12 @@
 //! - New registrations start hot, with the score of a just-promoted
 //!   descriptor ([`promote_above`](SuperpollConfig::promote_above)): a
 //!   brand-new descriptor is likely to be active, and adding it to the
-//!   array costs nothing.
-//! - Every [`interval`](SuperpollConfig::interval) waits the backend
-//!   evaluates, moving at most [`max_moves`](SuperpollConfig::max_moves)
-//!   descriptors:
+//!   array costs nothing. One that stays idle decays below
+//!   [`demote_below`](SuperpollConfig::demote_below) after
+//!   `half_life * log2(promote_above / demote_below)` waits.
+//! - Every [`interval`](SuperpollConfig::interval) waits (by default at
+//!   every wait) the backend evaluates, moving at most
+//!   [`max_moves`](SuperpollConfig::max_moves) descriptors:
 //!   - a cold descriptor whose score rose above
 //!     [`promote_above`](SuperpollConfig::promote_above) at a report since
 //!     the last evaluation is *promoted* (`EPOLL_CTL_DEL`, appended to the
@@ -60,12 +70,21 @@
 //!   - a hot descriptor whose score decayed below
 //!     [`demote_below`](SuperpollConfig::demote_below) is *demoted*
 //!     (`EPOLL_CTL_ADD`, removed from the array). Demotion candidates are
-//!     found by a scan of the array, resumed where the previous one ended.
-//!     Only entries that went through a wait since the batch last changed
-//!     them, and that are neither disabled nor pinned, are demoted.
-//! - Hysteresis: the two thresholds straddle the break-even, and a
-//!   descriptor that moved stays put for
-//!   [`min_stay`](SuperpollConfig::min_stay) waits.
+//!     found by a scan of the array, resumed where the previous one ended,
+//!     that goes round the whole array every `half_life / 2` waits (an
+//!     eighth of it per wait by default: a score loses at most 29% in that
+//!     time). Only entries that went through a wait since the batch last
+//!     changed them, and that are neither disabled nor pinned, are demoted.
+//!
+//!   Evaluating at every wait spreads a large migration evenly over the
+//!   waits (at most `max_moves` `epoll_ctl` calls in any one), and every
+//!   wait of a migration under way moves something.
+//! - Hysteresis: the two thresholds straddle the break-even closely, so
+//!   that the steady-state placement follows it; a descriptor that moved
+//!   stays put for [`min_stay`](SuperpollConfig::min_stay) waits, and
+//!   `max_moves` bounds the `epoll_ctl` calls of any one wait, which
+//!   together bound what descriptors hovering around the break-even can
+//!   cost.
 //! - The set rule of the seed article: each half also tracks its load, the
 //!   cost of its traffic in the *other* mechanism relative to its cost where
 //!   it is, as a moving average over waits. With `B` =
@@ -99,23 +118,54 @@
 //! ### Defaults
 //!
 //! [`SuperpollConfig::default`] comes from `examples/breakeven.rs` (raw
-//! `poll` against raw `epoll_wait` on 1000 socketpairs, interleaved, median
-//! of 41 rounds; run it on the target machine to retune): a `pollfd` entry
-//! ~55 ns, an epoll ready event ~105 ns, an empty `epoll_wait` ~122 ns
-//! (`E` ≈ 2.2 entries), `epoll_ctl` ~220 ns (~4 entries), crossing at ATR
-//! 0.56–0.58 with warm caches; `examples/backends.rs`, which re-draws
-//! readiness with I/O before every wait, puts it near 0.5. Hence
-//! `break_even` 0.55, `promote_above` 0.8 and `demote_below` 0.3 (±0.25:
-//! with a `half_life` of 16 waits the score of a descriptor ready half the
-//! time has a standard deviation of ~0.074, so 0.25 is 3.4 of them and a
-//! steady descriptor rarely crosses the band by chance), `min_stay` 32
-//! (two half-lives), `interval` 8 and `max_moves` 64 (at most ~14 µs of
-//! `epoll_ctl` per evaluation, under 2 µs per wait amortised). An idle new
-//! descriptor is demoted after 23–31 waits (9–16 while the array is under
-//! pressure).
+//! `poll` against raw `epoll_wait` on 1000 socketpairs, interleaved,
+//! medians over rounds; run it on the target machine to retune). Its first
+//! table holds readiness still (the same descriptors ready at every wait):
+//! a `pollfd` entry ~60 ns, an epoll ready event ~110 ns, an empty
+//! `epoll_wait` ~120 ns (`E` ≈ 2 entries), `epoll_ctl` ~220 ns (~4
+//! entries), crossing at ATR 0.56–0.60. That is the price of a descriptor
+//! that stays ready, which a score rarely describes: a descriptor that is
+//! read empty when reported is made ready again by a write, and in an
+//! epoll set every such write runs epoll's wake-up callback (in the
+//! writer, on the program's own time when it writes to itself, as the chain
+//! benchmark does), and the emptied item is re-polled once more at the next
+//! wait. `examples/backends.rs` re-draws readiness before every wait but
+//! does not time that I/O, and finds ~0.5. The example's last table moves
+//! readiness the chain benchmark's way, I/O timed and identical in both
+//! loops: an epoll event then costs ~4–5 `pollfd` entries, and the
+//! crossing falls to a ready probability of 0.21 at 1000 descriptors (at
+//! 9000, where an entry costs more, the two stay within ±2% of each other
+//! from 0.15 to 0.3 and part from 0.35, and cross first at 0.14). The chain
+//! benchmark, through the driver, agrees: a pair ready once every 5 waits
+//! (its ATR 0.3) costs less in the array at 1000 and at 9000 pairs, one
+//! ready once every 11 waits (ATR 0.1) less in epoll. Once every 6 waits
+//! (ATR 0.2) is a tie across sizes, ~10% in epoll's favour at 1000 pairs
+//! and as much in the array's at 9000; splitting them, the busiest fifth
+//! left in a sparse array (whose entries, by the profile, each cost more
+//! than a dense array's), was worse than either (1.1–1.3× the better raw
+//! loop). At its ATR 0.5,
+//! where half of the pairs are ready once every 3 waits, moving those to
+//! epoll (as a break-even of 0.55 does) cost ~10% more CPU time than
+//! keeping everything in the array.
+//!
+//! Hence `break_even` 0.18 and a band of ±0.04 around it, `demote_below`
+//! 0.14 and `promote_above` 0.22: at its edges a move pays for its
+//! `epoll_ctl` within about `min_stay` waits, and the score of a periodic
+//! descriptor swings by less than the band (ready once every 10 waits:
+//! 0.08–0.12, below it; every 6: 0.15–0.18, inside; every 3: 0.31–0.35,
+//! above). A descriptor ready at random (Bernoulli) near the break-even has
+//! a score deviation of ~0.06 and crosses the band now and then; near the
+//! break-even either half costs about the same, and `min_stay` 32 (two
+//! half-lives) with `max_moves` 32 per evaluation (at most ~8 µs of
+//! `epoll_ctl` in a wait) bound what that churn costs. `interval` 1: 9000
+//! new descriptors that belong in epoll are all there after ~300 waits. An
+//! idle new descriptor is demoted after 11–18 waits (5–12 while the array
+//! is under pressure).
 //!
 //! ## Syscalls per wait
-//! - One `poll(2)`, always.
+//! - One `poll(2)`, always, unless the array holds nothing but the epoll
+//!   descriptor (every registration cold, no waker): then one
+//!   `epoll_wait(2)` with the wait's timeout instead, and nothing else.
 //! - Plus one `epoll_wait(2)` (timeout zero) when a cold descriptor is
 //!   ready and there is room left in `max_events`.
 //! - Plus one eventfd `read(2)` when the waker fired.
@@ -232,6 +282,10 @@ const STALE_SLACK: usize = 4;
 /// filled its buffer.
 const STALE_RETRIES: usize = 8;
 
+/// The demotion scan goes round the array this many times per half-life of
+/// the scores (see `scan_len`).
+const SCAN_PER_HALF_LIFE: usize = 2;
+
 /// Tuning of the migration policy; see the crate documentation.
 ///
 /// Scores are in `0.0..=1.0` (the estimated probability that a descriptor
@@ -241,14 +295,15 @@ const STALE_RETRIES: usize = 8;
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct SuperpollConfig {
     /// A cold descriptor whose activity score is above this at a report is
-    /// promoted to the `poll(2)` array. Default 0.8.
+    /// promoted to the `poll(2)` array; also the score new registrations
+    /// start with. Default 0.22.
     pub promote_above: f64,
     /// A hot descriptor whose activity score decayed below this is demoted
-    /// to the epoll set. Default 0.3.
+    /// to the epoll set. Default 0.14.
     pub demote_below: f64,
-    /// Evaluate migrations every this many waits (at least 1). Default 8.
+    /// Evaluate migrations every this many waits (at least 1). Default 1.
     pub interval: u32,
-    /// Move at most this many descriptors per evaluation. Default 64.
+    /// Move at most this many descriptors per evaluation. Default 32.
     pub max_moves: usize,
     /// Half-life of the activity score, in waits (at least 1). Default 16.
     pub half_life: u32,
@@ -256,9 +311,10 @@ pub struct SuperpollConfig {
     /// Default 32.
     pub min_stay: u32,
     /// The active/total ratio at which poll and epoll cost the same per
-    /// wait (`pollfd` entry cost / epoll ready-event cost); the set rule's
-    /// reference, and the threshold a half under pressure moves to. Must
-    /// lie between `demote_below` and `promote_above`. Default 0.55.
+    /// wait (`pollfd` entry cost / epoll ready-event cost, readiness moving
+    /// as described in the crate docs); the set rule's reference, and the
+    /// threshold a half under pressure moves to. Must lie between
+    /// `demote_below` and `promote_above`. Default 0.18.
     pub break_even: f64,
     /// The fixed cost of the extra `epoll_wait(2)` of a wait whose cold half
     /// is ready, in `pollfd` entries. Default 2.0.
@@ -267,17 +323,18 @@ pub struct SuperpollConfig {
 
 impl Default for SuperpollConfig {
     /// The defaults measured with `examples/breakeven.rs` on the reference
-    /// machine: break-even ATR 0.55, a hysteresis band of ±0.25 around it,
-    /// `epoll_wait` worth 2 `pollfd` entries.
+    /// machine: break-even ATR 0.18 (readiness that moves), a hysteresis
+    /// band of ±0.04 around it, `epoll_wait` worth 2 `pollfd` entries,
+    /// evaluated at every wait.
     fn default() -> SuperpollConfig {
         SuperpollConfig {
-            promote_above: 0.8,
-            demote_below: 0.3,
-            interval: 8,
-            max_moves: 64,
+            promote_above: 0.22,
+            demote_below: 0.14,
+            interval: 1,
+            max_moves: 32,
             half_life: 16,
             min_stay: 32,
-            break_even: 0.55,
+            break_even: 0.18,
             epoll_wait_cost: 2.0,
         }
     }
@@ -394,6 +451,8 @@ pub struct SuperpollBackend {
     /// Counts completed waits.
     epoch: u64,
     next_eval: u64,
+    /// When parked records are next swept (every half-life).
+    next_sweep: u64,
     /// Round-robin start of the collecting scan (relative to `first`).
     rotor: usize,
     /// Where the next demotion scan starts (relative to `first`).
@@ -540,6 +599,7 @@ impl SuperpollBackend {
             first: 1,
             epoch: 0,
             next_eval: u64::from(cfg.interval),
+            next_sweep: u64::from(cfg.half_life),
             rotor: 0,
             demote_rotor: 0,
             cold_first: false,
@@ -950,7 +1010,7 @@ impl SuperpollBackend {
             return;
         }
         let mut pos = self.first + self.demote_rotor % len;
-        for _ in 0..len {
+        for _ in 0..self.scan_len(len) {
             if budget == 0 {
                 break;
             }
@@ -1006,6 +1066,19 @@ impl SuperpollBackend {
         self.demote_rotor = pos.saturating_sub(self.first);
     }
 
+    /// How many array entries one evaluation examines for demotion: enough
+    /// that the scan goes round the whole array every `half_life /`
+    /// [`SCAN_PER_HALF_LIFE`] waits (8 by default), in which a score loses
+    /// at most 29% of its value. With the default `interval` of 1 that is
+    /// an eighth of the array per wait: the work of a whole scan every 8
+    /// waits, spread evenly.
+    fn scan_len(&self, len: usize) -> usize {
+        let period = (self.cfg.half_life as usize / SCAN_PER_HALF_LIFE).max(1);
+        len.saturating_mul(self.cfg.interval as usize)
+            .div_ceil(period)
+            .min(len)
+    }
+
     /// Drops parked records idle for long, once they outnumber the live
     /// registrations.
     fn sweep_parked(&mut self) {
@@ -1052,14 +1125,14 @@ impl SuperpollBackend {
         let mut cold_hits = 0;
         let cold_first = self.cold_first;
         if woke && cold_first {
-            match self.collect_cold(out, max_events) {
+            match self.collect_cold(out, max_events, Some(Duration::ZERO)) {
                 Ok(n) => cold_hits = n,
                 Err(e) => result = result.and(Err(e)),
             }
         }
         let hot_hits = self.collect_hot(ready, out, max_events);
         if woke && !cold_first {
-            match self.collect_cold(out, max_events) {
+            match self.collect_cold(out, max_events, Some(Duration::ZERO)) {
                 Ok(n) => cold_hits = n,
                 Err(e) => result = result.and(Err(e)),
             }
@@ -1076,14 +1149,42 @@ impl SuperpollBackend {
         } else {
             self.hot_load = 1.0;
         }
+        self.update_cold_load(cold_len, cold_hits, woke);
+        result
+    }
+
+    /// The cold half's load after a wait at which `hits` of its `cold_len`
+    /// registrations were reported (`woke`: its `epoll_wait` was called).
+    fn update_cold_load(&mut self, cold_len: usize, hits: usize, woke: bool) {
+        let (b, e, q) = (self.cfg.break_even, self.cfg.epoll_wait_cost, self.decay);
         if cold_len > 0 {
             let fixed = if woke { e } else { 0.0 };
-            let sample = (cold_hits as f64 / b + fixed) / cold_len as f64;
+            let sample = (hits as f64 / b + fixed) / cold_len as f64;
             Self::update_load(&mut self.cold_load, q, sample);
         } else {
             self.cold_load = 0.0;
         }
-        result
+    }
+
+    /// A wait with nothing in the array but the epoll descriptor (no hot
+    /// registration, no waker): `epoll_wait` waits itself, one syscall
+    /// where a `poll(2)` of the epoll descriptor would be followed by it.
+    /// As in the `poll(2)` path, a failure of the wait (`EINTR`) returns
+    /// before the epoch advances.
+    fn wait_cold_only(
+        &mut self,
+        out: &mut Output,
+        max_events: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let cold_len = self.cold.len();
+        let hits = self.collect_cold(out, max_events, timeout)?;
+        self.hot_load = 1.0;
+        // Counted as the `poll(2)` path counts it, so that the set rule
+        // does not depend on which path the wait took.
+        self.update_cold_load(cold_len, hits, hits > 0);
+        self.epoch = self.epoch.wrapping_add(1);
+        Ok(())
     }
 
     /// The array's registrations; returns how many were ready.
@@ -1170,7 +1271,15 @@ impl SuperpollBackend {
     /// its buffer comes back full with fewer live reports than the room.
     /// Both halves are level-triggered: a report read but not delivered
     /// (past the room, or a repeat) stays ready in the kernel.
-    fn collect_cold(&mut self, out: &mut Output, max_events: usize) -> io::Result<usize> {
+    ///
+    /// The first `epoll_wait` waits up to `timeout` (zero when the array's
+    /// `poll(2)` has waited already), the others do not wait.
+    fn collect_cold(
+        &mut self,
+        out: &mut Output,
+        max_events: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
         let room = max_events
             .saturating_sub(out.events.len())
             .min(self.cold.len());
@@ -1186,10 +1295,12 @@ impl SuperpollBackend {
                 self.buf.clear();
                 self.buf.reserve(ask);
             }
-            let n = match self
-                .epoll
-                .wait_max(&mut self.buf, ask, Some(Duration::ZERO))
-            {
+            let wait_for = if attempt == 0 {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            };
+            let n = match self.epoll.wait_max(&mut self.buf, ask, wait_for) {
                 Ok(n) => n,
                 // A later call of this wait failing: what was collected
                 // stands (the rest stays ready in the kernel).
@@ -1264,18 +1375,24 @@ impl Backend for SuperpollBackend {
         // readiness at the wait from wherever it is.
         if self.epoch >= self.next_eval {
             self.evaluate();
-            self.sweep_parked();
             self.next_eval = self.epoch.saturating_add(u64::from(self.cfg.interval));
+        }
+        if self.epoch >= self.next_sweep {
+            self.sweep_parked();
+            self.next_sweep = self.epoch.saturating_add(u64::from(self.cfg.half_life));
+        }
+        let timeout = if out.rejected.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        if self.fds.len() == 1 && !self.cold.is_empty() {
+            return self.wait_cold_only(out, max_events.max(1), timeout);
         }
         self.fds[0].fd = if self.cold.is_empty() {
             -1
         } else {
             self.epoll.as_raw_fd()
-        };
-        let timeout = if out.rejected.is_empty() {
-            timeout
-        } else {
-            Some(Duration::ZERO)
         };
         // On EINTR the epoch is not advanced, so the driver's retry still
         // sees this batch's entries as fresh.

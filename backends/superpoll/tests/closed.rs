@@ -308,3 +308,53 @@ fn interrupted_zero_timeout_wait_reports_the_rejection() {
     let s = p.backend().stats();
     assert_eq!((s.hot, s.cold), (0, 0), "{s:?}");
 }
+
+#[test]
+fn interrupted_cold_only_wait_keeps_the_batch_and_still_rejects() {
+    // Every registration cold and no waker: the wait is a plain
+    // epoll_wait(2). When it fails with EINTR the batch stands: its
+    // rejection is reported by that call (as in the poll(2) path), the
+    // readiness by the next one.
+    let _g = serial();
+    let mut p = poller(cold_eager());
+    let (r1, w1) = fd::pipe().unwrap();
+    let (r2, w2) = fd::pipe().unwrap();
+    let n2 = r2.as_raw_fd();
+    p.declare_interest(r1.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    p.declare_interest(n2, Token(2), Interest::READABLE, Mode::Level)
+        .unwrap();
+    for _ in 0..3 {
+        assert!(wait(&mut p).is_empty());
+    }
+    let s = p.backend().stats();
+    assert_eq!((s.hot, s.cold), (0, 2), "{s:?}");
+    fd::write(&w1, b"x").unwrap();
+    drop(r2);
+    p.declare_interest(n2, Token(2), Interest::BOTH, Mode::Level)
+        .unwrap();
+    fault::install(FaultPlan::new(1).fail_nth(SyscallKind::EpollWait, 1, EINTR));
+    let mut evs = Events::with_capacity(8);
+    let n = p
+        .get_next_event(&mut evs, Some(Duration::from_secs(60)))
+        .unwrap();
+    let injected = fault::injected();
+    fault::clear();
+    assert_eq!((injected, n), (1, 1));
+    assert_eq!(evs.as_slice()[0].token, Token(2));
+    assert_eq!(evs.as_slice()[0].errno, Some(EBADF));
+    assert_eq!(tokens(&wait(&mut p)), [Token(1)]);
+    // A blocking wait interrupted without a rejection: retried, and it
+    // reports the readiness.
+    fault::install(FaultPlan::new(1).fail_nth(SyscallKind::EpollWait, 1, EINTR));
+    let n = p
+        .get_next_event(&mut Events::with_capacity(8), Some(Duration::from_secs(60)))
+        .unwrap();
+    let injected = fault::injected();
+    fault::clear();
+    assert_eq!((injected, n), (1, 1));
+    assert_eq!(tokens(&wait(&mut p)), [Token(1)]);
+    let s = p.backend().stats();
+    assert_eq!((s.hot, s.cold), (0, 1), "{s:?}");
+    drop(w2);
+}

@@ -329,3 +329,147 @@ fn idle_busy_idle_against_the_model_with_migrations_both_ways() {
     assert!(stats.demotions >= 3, "{stats:?}");
     assert!(stats.promotions >= 2, "{stats:?}");
 }
+
+/// The extremes of the activity score of a descriptor reported once every
+/// `period` waits, in the steady state: right after a report, and just
+/// before the next one.
+fn periodic_score(cfg: &SuperpollConfig, period: u32) -> (f64, f64) {
+    let decay = 0.5f64.powf(1.0 / f64::from(cfg.half_life));
+    let high = (1.0 - decay) / (1.0 - decay.powi(period as i32));
+    (high * decay.powi(period as i32 - 1), high)
+}
+
+/// Under the default policy, steady-state placement follows the break-even:
+/// a descriptor ready steadily less often than the break-even (once every
+/// 10 waits) is demoted to the epoll set, one ready steadily more often
+/// (every other wait) is promoted to the array, each within a bounded
+/// number of waits, and one whose score stays inside the band (once every 6
+/// waits) stays where it is. Once placed, nothing moves again (no thrashing). The
+/// array holds busy descriptors throughout and the epoll set idle ones, so
+/// neither half is under load pressure: the band alone decides. The stream
+/// is compared with the poll backend at every wait.
+#[test]
+fn placement_follows_the_break_even_under_the_default_policy() {
+    let cfg = SuperpollConfig::default();
+    let (low_min, low_max) = periodic_score(&cfg, 10);
+    let (high_min, high_max) = periodic_score(&cfg, 2);
+    let (mid_min, mid_max) = periodic_score(&cfg, 6);
+    // The premises: the low rate lies below the band, the high one above
+    // it, the middle one inside it, whatever the phase of the score.
+    assert!(
+        low_max < cfg.demote_below && low_max < cfg.break_even,
+        "{low_min}..{low_max}"
+    );
+    assert!(high_min > cfg.promote_above, "{high_min}..{high_max}");
+    assert!(
+        mid_min > cfg.demote_below && mid_max < cfg.promote_above,
+        "{mid_min}..{mid_max}"
+    );
+
+    let mut t = Twin::new("default", cfg);
+    let pair = || fd::socketpair_stream().unwrap();
+    // Always writable: the array's load stays far above the break-even.
+    let busy: Vec<(OwnedFd, OwnedFd)> = (0..8).map(|_| pair()).collect();
+    // Never ready: the epoll set's load stays far below it.
+    let idle: Vec<(OwnedFd, OwnedFd)> = (0..8).map(|_| pair()).collect();
+    let (low, low_peer) = pair();
+    let (high, high_peer) = pair();
+    let (mid, mid_peer) = pair();
+    for (i, (a, _)) in busy.iter().enumerate() {
+        t.declare(
+            a.as_raw_fd(),
+            Token(100 + i),
+            Interest::WRITABLE,
+            Mode::Level,
+        );
+    }
+    for (i, (a, _)) in idle.iter().enumerate() {
+        t.declare(
+            a.as_raw_fd(),
+            Token(200 + i),
+            Interest::READABLE,
+            Mode::Level,
+        );
+    }
+    t.declare(low.as_raw_fd(), Token(1), Interest::READABLE, Mode::Level);
+    t.declare(high.as_raw_fd(), Token(2), Interest::READABLE, Mode::Level);
+    t.declare(mid.as_raw_fd(), Token(3), Interest::READABLE, Mode::Level);
+    let is_hot = |t: &Twin, fd: &OwnedFd| t.sp.backend().is_hot(fd.as_raw_fd()).unwrap();
+
+    // One wait: `low` ready once every 10 waits, `mid` once every 6, `high`
+    // every other wait once `high_busy`; each is read empty after the wait.
+    let mut step = 0usize;
+    let mut wait = |t: &mut Twin, high_busy: bool| {
+        let ready = [
+            (&low, &low_peer, step.is_multiple_of(10), Token(1)),
+            (
+                &high,
+                &high_peer,
+                high_busy && step.is_multiple_of(2),
+                Token(2),
+            ),
+            (&mid, &mid_peer, step.is_multiple_of(6), Token(3)),
+        ];
+        for (_, peer, on, _) in &ready {
+            if *on {
+                fd::write(peer, b"x").unwrap();
+            }
+        }
+        let evs = t.wait();
+        for (fd, _, on, token) in &ready {
+            assert_eq!(evs.iter().any(|e| e.token == *token), *on, "wait {step}");
+            if *on {
+                drain(fd);
+            }
+        }
+        assert_eq!(evs.len(), busy.len() + ready.iter().filter(|r| r.2).count());
+        step += 1;
+    };
+
+    // Everything starts hot. Idle, `high` (idle for now) and `low` go cold;
+    // `mid`, inside the band, and the busy ones stay.
+    const BOUND: usize = 64;
+    let mut low_demoted_at = None;
+    for w in 0..BOUND {
+        wait(&mut t, false);
+        if low_demoted_at.is_none() && !is_hot(&t, &low) {
+            low_demoted_at = Some(w);
+        }
+    }
+    assert!(
+        low_demoted_at.is_some(),
+        "low not demoted within {BOUND} waits"
+    );
+    assert!(!is_hot(&t, &low) && !is_hot(&t, &high));
+    assert!(idle.iter().all(|(a, _)| !is_hot(&t, a)));
+    assert!(is_hot(&t, &mid));
+    assert!(busy.iter().all(|(a, _)| is_hot(&t, a)));
+
+    // `high` goes busy: promoted within the bound.
+    let mut high_promoted_at = None;
+    for w in 0..BOUND {
+        wait(&mut t, true);
+        if high_promoted_at.is_none() && is_hot(&t, &high) {
+            high_promoted_at = Some(w);
+        }
+    }
+    assert!(
+        high_promoted_at.is_some(),
+        "high not promoted within {BOUND} waits"
+    );
+
+    // Settled: nothing moves any more.
+    let settled = t.sp.backend().stats();
+    for _ in 0..300 {
+        wait(&mut t, true);
+    }
+    assert_eq!(t.sp.backend().stats(), settled);
+    assert!(is_hot(&t, &high) && is_hot(&t, &mid) && !is_hot(&t, &low));
+    assert_eq!((settled.hot, settled.cold), (10, 9), "{settled:?}");
+    // `low` once, each idle one once, `high` down and up again.
+    assert_eq!(
+        (settled.demotions, settled.promotions),
+        (10, 1),
+        "{settled:?}"
+    );
+}
