@@ -1103,6 +1103,11 @@ impl<B: Backend> Poller<B> {
             let slot = &mut self.slots[idx as usize];
             slot.failed = true;
             slot.kernel = old;
+            // The old watch's trigger state is the kernel's and unknown (an
+            // edge it reported is consumed there): declaring the same watch
+            // again must re-arm it, as a declare does, rather than send
+            // nothing.
+            slot.rearm = old.is_some();
             let ev = Event::rejected(slot.token, rej.errno);
             self.push(events, ev);
             if old.is_some() {

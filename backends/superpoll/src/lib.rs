@@ -381,9 +381,10 @@ pub struct SuperpollStats {
     pub demotions: u64,
 }
 
-/// Descriptor number → position; the driver's integer hasher (SipHash
-/// would dominate the cost of applying a change).
-type FdMap = evmux_interest::IntMap<RawFd, u32>;
+/// Descriptor number → record: the driver's dense map (small numbers index
+/// an array; a hash table that could double under steady churn is only the
+/// fallback for large ones).
+type FdMap = evmux_interest::DenseMap<RawFd, u32>;
 
 /// Where a registration is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -899,6 +900,7 @@ impl SuperpollBackend {
         };
         let epoch = self.epoch;
         let r = &mut self.regs[idx as usize];
+        let before = r.interest;
         r.interest = watch.interest;
         r.changed = epoch;
         match r.place {
@@ -918,17 +920,28 @@ impl SuperpollBackend {
                     .epoll
                     .modify_raw(c.fd, epoll_events(watch.interest), data)
                 {
-                    // EBADF/ENOENT: closed (and maybe reused), nothing of
-                    // ours is left in the set to delete. Any other reason:
-                    // make sure nothing is left.
-                    // An EBADF for a number that is open is not about it:
-                    // the entry may still be there.
                     let e = errno(&e);
-                    let in_kernel = e != ENOENT && (e != EBADF || evmux_sys::fd::is_open_raw(c.fd));
-                    self.remove_cold(idx, in_kernel);
-                    self.regs[idx as usize].place = Place::Parked { cold: true };
-                    self.parked += 1;
-                    self.reject(idx, e, out);
+                    // EBADF/ENOENT: closed (and maybe reused), nothing of
+                    // ours is left in the set; the record goes too. An
+                    // EBADF for a number that is open is not about it.
+                    let gone = e == ENOENT || (e == EBADF && !evmux_sys::fd::is_open_raw(c.fd));
+                    if gone {
+                        self.remove_cold(idx, false);
+                        self.regs[idx as usize].place = Place::Parked { cold: true };
+                        self.parked += 1;
+                        self.reject(idx, e, out);
+                    } else {
+                        // Any other reason: epoll keeps the old watch, and
+                        // so does the record (the driver counts on it: it
+                        // takes a refused change's old watch as the
+                        // kernel's, and re-declaring that watch sends
+                        // nothing).
+                        self.regs[idx as usize].interest = before;
+                        out.rejected.push(Rejection {
+                            key: c.key,
+                            errno: e,
+                        });
+                    }
                 }
             }
             Place::Parked { cold } => {
@@ -987,7 +1000,16 @@ impl SuperpollBackend {
                 continue;
             }
             budget -= 1;
-            self.remove_cold(idx, true);
+            // A DEL refused for another reason than a closed descriptor
+            // would leave the entry in the epoll set under the record's
+            // tag: the promotion waits for a later evaluation.
+            if let Err(e) = self.epoll.delete_raw(r.fd)
+                && !matches!(e.raw_os_error(), Some(EBADF | ENOENT))
+            {
+                self.regs[idx as usize].queued = false;
+                continue;
+            }
+            self.remove_cold(idx, false);
             self.regs[idx as usize].place = Place::Parked { cold: true };
             self.parked += 1;
             self.add_hot(idx);

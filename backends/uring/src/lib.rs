@@ -149,17 +149,18 @@
 //! registration is armed**, and nothing otherwise (declared and forgotten
 //! between two waits, reported at the last wait or fired since, a regular
 //! file, whose poll completes at once, or a refused addition).
-//! An enter that fails with `EINTR`, `EAGAIN` or `EBUSY` consumed
-//! nothing: the backend reaps the completion queue (making room if it was
-//! full) and enters again, up to 8 more times.
+//! An enter that fails consumed nothing: the backend reaps the completion
+//! queue (making room if it was full) and enters again, up to 8 more times,
+//! whatever the error (`EINTR`, `EAGAIN`, `EBUSY` are the expected ones; an
+//! `ENOMEM` under memory pressure may pass too, and a persistent error
+//! costs 8 failing calls once).
 //!
 //! It falls back to the batched removal (no syscall now; the next wait
 //! cancels the polls, and the file stays open until then) exactly when:
 //! - the polls were armed by another thread than the calling one, whose
 //!   task work alone can complete them (see "Threads" below), or the
 //!   registration is being forgotten already;
-//! - an `io_uring_enter` fails with any other error (`ENOMEM`, `EBADF`,
-//!   …), or with `EINTR`/`EAGAIN`/`EBUSY` nine times in a row, or a
+//! - an `io_uring_enter` fails nine times in a row, or a
 //!   reaping error occurs (the waker's drain, a full submission queue that
 //!   cannot be submitted);
 //! - the completion is not seen within those 20 ms.
@@ -428,19 +429,9 @@ const CANCEL_USER_DATA: u64 = u64::MAX - 1;
 /// (it normally runs within the `io_uring_enter` that submits the cancel).
 const FORGET_PATIENCE: Duration = Duration::from_millis(20);
 
-/// How many times `forget` tries its `io_uring_enter` again after an
-/// `EINTR`, `EAGAIN` or `EBUSY` (see the crate docs, "Forget").
+/// How many times `forget` tries its `io_uring_enter` again after it
+/// failed (see the crate docs, "Forget").
 const FORGET_RETRIES: u32 = 8;
-
-/// An `io_uring_enter` error after which nothing was consumed and trying
-/// again may succeed: `EINTR` (a signal), `EAGAIN` (no memory for requests
-/// just now), `EBUSY` (completions waiting for room in the queue).
-fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-    ) || e.kind() == io::ErrorKind::Interrupted
-}
 
 /// Checks the fault seam and counts one syscall of `kind`, as `evmux-sys`'s
 /// wrappers do.
@@ -1449,7 +1440,7 @@ impl UringBackend {
                 Ok(()) => {}
                 // Nothing was consumed: the SQEs go with the next enter,
                 // made at once (as the first one) after the reaping above.
-                Err(e) if transient(&e) && retries < FORGET_RETRIES => {
+                Err(_) if retries < FORGET_RETRIES => {
                     retries += 1;
                     first = true;
                     continue;
