@@ -1141,6 +1141,103 @@ fn superpoll_demotion_ebadf_keeps_open_descriptor_reporting() {
     }
 }
 
+/// Every epoll instance of this process that watches descriptor number
+/// `fd` (from `/proc/self/fdinfo`: an epoll descriptor lists one `tfd:`
+/// line per watched descriptor).
+fn epoll_sets_watching(fd: i32) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        n += text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("tfd:")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|t| t.parse::<i32>().ok())
+                    == Some(fd)
+            })
+            .count();
+    }
+    n
+}
+
+/// superpoll: a promotion (epoll half → array) whose `EPOLL_CTL_DEL` is
+/// refused would leave the entry in the epoll set under a tag the record
+/// still has; the promotion is put off instead, the registration keeps
+/// reporting from the epoll half once per wait, and a later evaluation
+/// moves it, leaving nothing in the epoll set.
+#[test]
+fn superpoll_refused_promotion_del_keeps_one_place() {
+    let _serial = conformance::serial();
+    let b = evmux_superpoll::SuperpollBackend::with_config(evmux_superpoll::SuperpollConfig {
+        promote_above: 0.6,
+        demote_below: 0.3,
+        break_even: 0.5,
+        interval: 1,
+        max_moves: usize::MAX,
+        half_life: 1,
+        min_stay: 0,
+        epoll_wait_cost: 0.0,
+    })
+    .unwrap();
+    let mut p = Poller::new(b);
+    use std::os::fd::AsRawFd;
+    let (r, w) = evmux_sys::fd::pipe().unwrap();
+    let fd = r.as_raw_fd();
+    p.declare_interest(fd, Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    let mut events = Events::with_capacity(8);
+    let mut idle = 0;
+    while p.backend().is_hot(fd) != Some(false) {
+        assert_eq!(
+            p.get_next_event(&mut events, Some(Duration::ZERO)).unwrap(),
+            0
+        );
+        idle += 1;
+        assert!(idle < 50, "an idle registration was never demoted");
+    }
+    assert_eq!(epoll_sets_watching(fd), 1, "demoted: in the epoll set");
+    evmux_sys::fd::write(&w, b"x").unwrap();
+    let once = |events: &Events| {
+        assert_eq!(events.len(), 1, "{:?}", events.as_slice());
+        let e = events.as_slice()[0];
+        assert!(e.token == Token(1) && e.readable, "{e:?}");
+    };
+    // Reported from the epoll half; the report queues a promotion.
+    p.get_next_event(&mut events, Some(Duration::ZERO)).unwrap();
+    once(&events);
+    let promotions = p.backend().stats().promotions;
+    // The next evaluation promotes it: its EPOLL_CTL_DEL is refused.
+    fault::install(FaultPlan::new(1).fail_nth(SyscallKind::EpollCtl, 1, libc::EAGAIN));
+    p.get_next_event(&mut events, Some(Duration::ZERO)).unwrap();
+    let injected = fault::injected();
+    fault::clear();
+    assert_eq!(injected, 1, "the promotion's DEL was attempted");
+    once(&events);
+    assert_eq!(p.backend().is_hot(fd), Some(false), "promotion put off");
+    assert_eq!(p.backend().stats().promotions, promotions);
+    assert_eq!(epoll_sets_watching(fd), 1);
+    let mut waits = 0;
+    while p.backend().is_hot(fd) != Some(true) {
+        p.get_next_event(&mut events, Some(Duration::ZERO)).unwrap();
+        once(&events);
+        waits += 1;
+        assert!(waits < 10, "the promotion was never made again");
+    }
+    assert_eq!(p.backend().stats().promotions, promotions + 1);
+    assert_eq!(
+        epoll_sets_watching(fd),
+        0,
+        "promoted: nothing left in the epoll set"
+    );
+    for _ in 0..3 {
+        p.get_next_event(&mut events, Some(Duration::ZERO)).unwrap();
+        once(&events);
+    }
+}
+
 /// uring: `forget` cancels the registration's poll with an `io_uring_enter`
 /// of its own, so that closing the descriptor right after closes the file
 /// (SEMANTICS.md, "Closing a descriptor without forgetting it"). When that
