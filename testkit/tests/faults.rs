@@ -810,21 +810,27 @@ fn faults_superpoll_cold() {
     fault_property_with("superpoll(cold)", "superpoll", Some(make));
 }
 
+/// A superpoll policy that moves descriptors both ways as fast as it can:
+/// promoted at the first reports, demoted after a few idle waits.
+fn churn_eager() -> evmux_superpoll::SuperpollConfig {
+    evmux_superpoll::SuperpollConfig {
+        promote_above: 0.6,
+        demote_below: 0.3,
+        break_even: 0.5,
+        interval: 1,
+        max_moves: usize::MAX,
+        half_life: 1,
+        min_stay: 0,
+        epoll_wait_cost: 0.0,
+    }
+}
+
 /// Superpoll moving descriptors both ways as fast as its policy allows.
 #[test]
 fn faults_superpoll_churn() {
     fn make() -> io::Result<Box<dyn Backend>> {
         Ok(Box::new(evmux_superpoll::SuperpollBackend::with_config(
-            evmux_superpoll::SuperpollConfig {
-                promote_above: 0.6,
-                demote_below: 0.3,
-                break_even: 0.5,
-                interval: 1,
-                max_moves: usize::MAX,
-                half_life: 1,
-                min_stay: 0,
-                epoll_wait_cost: 0.0,
-            },
+            churn_eager(),
         )?))
     }
     fault_property_with("superpoll(churn)", "superpoll", Some(make));
@@ -1171,17 +1177,7 @@ fn epoll_sets_watching(fd: i32) -> usize {
 #[test]
 fn superpoll_refused_promotion_del_keeps_one_place() {
     let _serial = conformance::serial();
-    let b = evmux_superpoll::SuperpollBackend::with_config(evmux_superpoll::SuperpollConfig {
-        promote_above: 0.6,
-        demote_below: 0.3,
-        break_even: 0.5,
-        interval: 1,
-        max_moves: usize::MAX,
-        half_life: 1,
-        min_stay: 0,
-        epoll_wait_cost: 0.0,
-    })
-    .unwrap();
+    let b = evmux_superpoll::SuperpollBackend::with_config(churn_eager()).unwrap();
     let mut p = Poller::new(b);
     use std::os::fd::AsRawFd;
     let (r, w) = evmux_sys::fd::pipe().unwrap();
