@@ -205,6 +205,12 @@
 //!   disabled in place until the driver changes or removes it. A
 //!   `EPOLL_CTL_DEL` refused with `EBADF`/`ENOENT` means the descriptor is
 //!   gone already and is not an error.
+//! - A change of a cold registration that epoll refuses for another reason
+//!   (`ENOMEM`, `ENOSPC`, …) is an error event and leaves the old watch in
+//!   the epoll set, as the epoll backend does (the driver takes a refused
+//!   change's old watch as the kernel's). A promotion whose
+//!   `EPOLL_CTL_DEL` is refused so is put off to a later evaluation, so
+//!   that no entry is left in the epoll set behind a hot registration.
 //! - `forget` of a cold registration removes it from the epoll set at once
 //!   ([`Backend::forget_now`], one `EPOLL_CTL_DEL`), while the program
 //!   still holds the descriptor, so "forget, then close" leaves nothing
