@@ -428,3 +428,44 @@ fn many_concurrent_clients() {
         Box::new(|stats: Stats| assert_eq!(stats.served, 400, "{stats:?}"))
     });
 }
+
+/// A pipelined burst many times the connection's buffer: reads that fill
+/// the buffer are followed by more reads, and in level and oneshot mode a
+/// read that does not fill it ends the round (the server is woken again
+/// for the rest), so every request must still be answered, in order.
+#[test]
+fn a_pipelined_burst_larger_than_the_buffer_is_answered_in_full() {
+    let small = || Config {
+        max_head: 256,
+        ..Config::default()
+    };
+    each(&[Mode::Level, Mode::Edge, Mode::Oneshot], small, |s, _| {
+        let mut c = s.client();
+        let mut burst = Vec::new();
+        for i in 0..300 {
+            burst.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        }
+        assert!(burst.len() > 30 * 256);
+        let mut w = c.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            // One large write, then the tail in small pieces a little later.
+            let (head, tail) = burst.split_at(burst.len() - 100);
+            w.write_all(head).unwrap();
+            thread::sleep(Duration::from_millis(20));
+            for piece in tail.chunks(9) {
+                w.write_all(piece).unwrap();
+            }
+        });
+        let mut rest = Vec::new();
+        for _ in 0..300 {
+            let r = read_response(&mut c, &mut rest);
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, b"hello world");
+        }
+        writer.join().unwrap();
+        Box::new(|stats: Stats| {
+            assert_eq!(stats.served, 300, "{stats:?}");
+            assert_eq!(stats.rejected, 0, "{stats:?}");
+        })
+    });
+}

@@ -25,9 +25,15 @@
 //!   it, the connection's interest is [`Interest::WRITABLE`] only, and reads
 //!   stop (the read → write → read flip of the userver state machine, which
 //!   the poller coalesces);
-//! - **every mode**: [`Config::mode`] (edge by default) is used for every
+//! - **every mode**: [`Config::mode`] (level by default) is used for every
 //!   registration; the sources re-arm edge registrations on `WouldBlock`,
-//!   oneshot registrations are declared again after each event.
+//!   oneshot registrations are declared again after each event;
+//! - **one `recv` per request**: in level and oneshot mode a read that does
+//!   not fill the space it was given ends the connection's round, since the
+//!   poller reports the socket again while it is readable. Edge mode reads
+//!   on until `WouldBlock` (its contract: the direction is re-armed only
+//!   then), which costs one more `recv`, answered `EAGAIN`, per request.
+//!   That is why level is the default.
 //!
 //! Tokens: [`LISTENER`], [`WAKER`], then two per connection slot from
 //! [`CONN_BASE`]: the socket's and its idle timer's (timers share the
@@ -70,7 +76,8 @@ pub struct Config {
     /// The cap on a request head, in bytes (also each connection's buffer
     /// size): larger heads get `431`.
     pub max_head: usize,
-    /// The mode of every registration.
+    /// The mode of every registration (level by default: see the module
+    /// docs, "one `recv` per request").
     pub mode: Mode,
     /// The body of every `200` response.
     pub body: Vec<u8>,
@@ -86,7 +93,7 @@ impl Default for Config {
         Config {
             idle_timeout: Duration::from_secs(10),
             max_head: super::MAX_HEAD,
-            mode: Mode::Edge,
+            mode: Mode::Level,
             body: b"hello world".to_vec(),
             linger: Duration::from_secs(2),
             events: 256,
@@ -517,7 +524,7 @@ fn drive<B: Backend>(
                     return Ok(false);
                 }
             } else {
-                let stop = read_requests(conn, poller, stats, responses, active)?;
+                let stop = read_requests(conn, poller, stats, responses, active, config.mode)?;
                 read_more = stop == Stop::Backpressure;
             }
         }
@@ -574,7 +581,13 @@ fn read_requests<B: Backend>(
     stats: &mut Stats,
     responses: &Responses,
     active: &mut bool,
+    mode: Mode,
 ) -> io::Result<Stop> {
+    // Level and oneshot registrations are reported again while the socket
+    // is readable, so a read that did not fill the space it was given ends
+    // the round: the read until `WouldBlock` that edge mode needs (one more
+    // `recv` per request, answered `EAGAIN`) is not made.
+    let mut short = false;
     loop {
         skip_body(conn, stats);
         while conn.body.is_done() && conn.start < conn.end && !conn.close_after_flush {
@@ -619,6 +632,10 @@ fn read_requests<B: Backend>(
             reject(conn, stats, 431);
             return Ok(Stop::Done);
         }
+        if short {
+            return Ok(Stop::Done);
+        }
+        let space = conn.buf.len() - conn.end;
         match conn.stream.read(poller, &mut conn.buf[conn.end..]) {
             Ok(0) => {
                 conn.peer_eof = true;
@@ -627,6 +644,7 @@ fn read_requests<B: Backend>(
             Ok(n) => {
                 conn.end += n;
                 *active = true;
+                short = n < space && mode != Mode::Edge;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Stop::Done),
             Err(e) => return Err(e),
