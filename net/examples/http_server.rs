@@ -6,7 +6,7 @@
 //! cargo run --release -p evmux-net --example http_server -- \
 //!     [--backend auto|epoll|poll|select|uring|superpoll] [--threads N] \
 //!     [--port 8080] [--addr 127.0.0.1] [--idle-timeout-ms 10000] \
-//!     [--max-request 8192] [--mode level|edge|oneshot]
+//!     [--max-request 8192] [--mode edge|level|oneshot]
 //! curl -v http://127.0.0.1:8080/
 //! ```
 //!
@@ -34,7 +34,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: http_server [--backend NAME] [--threads N] [--port PORT] \
-[--addr IP] [--idle-timeout-ms MS] [--max-request BYTES] [--mode level|edge|oneshot] (level by default)";
+[--addr IP] [--idle-timeout-ms MS] [--max-request BYTES] [--mode edge|level|oneshot] (edge by default)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {

@@ -47,6 +47,34 @@
 //! re-arm: keep going past it as well. Level and oneshot registrations
 //! behave as usual; `would_block` is free for them.
 //!
+//! ## Short reads (TCP)
+//!
+//! A [`TcpStream::read`] (or `read_vectored`) that returns fewer bytes
+//! than it was given room for, but more than none, re-arms
+//! [`Interest::READABLE`] as `WouldBlock` does: Linux and the BSDs end a
+//! TCP read early only when the receive queue is empty, and new data then
+//! raises a new edge. So in edge mode (and for a registration with
+//! [`Poller::track_readiness`]) a program may stop reading at a short read
+//! and save the `read` that would only answer `EAGAIN`: one syscall per
+//! request in a request/response server. mio promises this only after
+//! `WouldBlock` (tokio-rs/mio#1611). Reading on to `WouldBlock` stays
+//! correct too.
+//!
+//! Two exceptions. **End of stream**: when the peer's FIN arrived with
+//! the data, a read returns the data short and the end of file is still
+//! to be read, with no new edge to announce it. An event that reported
+//! `read_closed` (or `error`) therefore means: read on until `Ok(0)` (or
+//! `WouldBlock`), as tokio treats its closed states as final. If the FIN
+//! arrives after the wait, it raises an edge of its own. Second, a read
+//! ends early at TCP **urgent data** (`MSG_OOB`, with
+//! `SO_OOBINLINE` off) even though data follows the mark. On a backend
+//! with native edges (epoll, kqueue), a program that stops there hears of
+//! the rest only when more data arrives. A program whose peers may send
+//! urgent data should read on until `WouldBlock`. Emulated edges (poll,
+//! select, io_uring) look at the socket again at the next wait and are not
+//! affected. Unix stream sockets are not given the rule: a read ends early
+//! there at a message carrying descriptors or credentials.
+//!
 //! The same code therefore works in every mode on every backend. A stream
 //! used through the standard `Read`/`Write` traits is reached through
 //! [`TcpStream::io`] / [`UnixStream::io`], which pair the stream with the
@@ -167,6 +195,21 @@ impl Reg {
         let token = self.token.take().ok_or_else(not_registered)?;
         poller.forget(token)?;
         Ok(())
+    }
+
+    /// A TCP read that returned `n` of the `asked` bytes: when `0 < n <
+    /// asked` the receive queue was empty when the read returned, so the
+    /// read direction is re-armed as on `WouldBlock` (see the crate docs,
+    /// "Short reads").
+    #[inline]
+    pub(crate) fn short_read<B: Backend>(&self, poller: &mut Poller<B>, n: usize, asked: usize) {
+        if n > 0
+            && n < asked
+            && let Some(token) = self.token
+        {
+            // As in `io`: only `UnknownToken` can come back.
+            let _ = poller.would_block(token, Interest::READABLE);
+        }
     }
 
     /// Runs `op`, retrying `EINTR`; on `WouldBlock` re-arms `dir`.

@@ -164,14 +164,21 @@ impl TcpStream {
         finish_connect(self.take_error()?, self.inner.peer_addr().map(drop))
     }
 
-    /// Reads into `buf`. `Ok(0)` is end of file (or an empty `buf`).
+    /// Reads into `buf`. `Ok(0)` is end of file (or an empty `buf`). A
+    /// read that fills less than `buf` (but not nothing) re-arms
+    /// [`Interest::READABLE`] too: the socket was empty when it returned
+    /// (the crate docs, "Short reads", say when that does not hold).
     ///
     /// # Errors
     /// `WouldBlock` (re-arming [`Interest::READABLE`]), or what `read`
     /// reports (`ConnectionReset`, …).
     pub fn read<B: Backend>(&self, poller: &mut Poller<B>, buf: &mut [u8]) -> io::Result<usize> {
-        self.reg
-            .io(poller, Interest::READABLE, || (&self.inner).read(buf))
+        let asked = buf.len();
+        let n = self
+            .reg
+            .io(poller, Interest::READABLE, || (&self.inner).read(buf))?;
+        self.reg.short_read(poller, n, asked);
+        Ok(n)
     }
 
     /// Reads into several buffers (`readv`).
@@ -183,9 +190,12 @@ impl TcpStream {
         poller: &mut Poller<B>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> io::Result<usize> {
-        self.reg.io(poller, Interest::READABLE, || {
+        let asked = bufs.iter().map(|b| b.len()).sum();
+        let n = self.reg.io(poller, Interest::READABLE, || {
             (&self.inner).read_vectored(bufs)
-        })
+        })?;
+        self.reg.short_read(poller, n, asked);
+        Ok(n)
     }
 
     /// Reads without consuming (`MSG_PEEK`).

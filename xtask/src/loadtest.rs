@@ -9,13 +9,14 @@
 //!   from its `listening on` line), one thread, idle timeout 60 s (so that
 //!   the idle connections outlive a run); all of them are started first and
 //!   killed at the end (or when this process returns early);
-//! - the servers: the example on each backend in level mode (its default:
-//!   one `recv` per request, see `evmux_net::http::server`), and two mio
-//!   baselines (`mio_http`): `mio`, which reads until `WouldBlock` as mio's
-//!   docs require of an edge-triggered source (one more `recv` per request,
-//!   answered `EAGAIN`), and `mio-short-read`, which stops at a read that
-//!   did not fill its buffer as tokio does on Unix, relying on epoll
-//!   behaviour that mio does not promise (tokio-rs/mio#1611). The
+//! - the servers: the example on each backend in edge mode (its default;
+//!   it stops reading at a short read, which `evmux_net::TcpStream::read`
+//!   re-arms: one `recv` per request), and two mio baselines (`mio_http`):
+//!   `mio`, which reads until `WouldBlock` as mio's docs require of an
+//!   edge-triggered source (one more `recv` per request, answered
+//!   `EAGAIN`), and `mio-short-read`, which stops at a short read as tokio
+//!   does on Unix, relying on epoll behaviour that mio does not promise
+//!   (tokio-rs/mio#1611): the same syscalls as the evmux server. The
 //!   acceptance ratio is against `mio`; the other is printed beside it;
 //! - with two CPUs or more (and `taskset`), the servers are pinned to the
 //!   last CPU and httperf and wrk to the others, so that a server is not
@@ -783,7 +784,7 @@ impl ServerProc {
                 "--backend",
                 &t.backend,
                 "--mode",
-                "level",
+                "edge",
                 "--threads",
                 "1",
                 "--idle-timeout-ms",

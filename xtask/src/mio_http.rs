@@ -27,11 +27,11 @@
 //! What is mio's own: each connection is registered once, edge-triggered,
 //! for reading and writing, and never re-registered; the loop keeps a
 //! "readable" flag per connection, set by an event and cleared by
-//! `WouldBlock` (the usual mio pattern). mio has no level mode, so where
-//! the evmux server (level by default) stops at a read that did not fill
-//! its buffer, this one reads on until `WouldBlock`, as mio's docs ask
-//! ("Draining readiness"); `--short-read on` stops there too, as tokio
-//! does on Unix (see [`MioConfig::short_read`]).
+//! `WouldBlock` (the usual mio pattern). Where the evmux server stops at a
+//! read that did not fill its buffer (evmux-net re-arms the edge there),
+//! this one reads on until `WouldBlock`, as mio's docs ask ("Draining
+//! readiness"); `--short-read on` stops there too, as tokio does on Unix
+//! (see [`MioConfig::short_read`]).
 //!
 //! Run as `xtask __mio-http-server [--port P] [--addr IP]
 //! [--idle-timeout-ms MS] [--max-request BYTES] [--short-read on|off]`: it
@@ -168,6 +168,9 @@ struct Conn {
     peer_eof: bool,
     /// An event said readable and no read has returned `WouldBlock` since.
     readable: bool,
+    /// An event said the peer closed its side (or an error): with
+    /// `short_read`, read on to end of file.
+    read_closed: bool,
     /// The idle deadline, in ms since the server started.
     deadline: u64,
     timer: TimerKey,
@@ -316,8 +319,9 @@ impl MioServer {
                     LISTENER => self.accept_all(),
                     WAKER => {}
                     Token(t) => {
-                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.on_conn(t - CONN_BASE, readable);
+                        let closed = ev.is_read_closed() || ev.is_error();
+                        let readable = ev.is_readable() || closed;
+                        self.on_conn(t - CONN_BASE, readable, closed);
                     }
                 }
             }
@@ -394,6 +398,7 @@ impl MioServer {
             draining: false,
             peer_eof: false,
             readable: false,
+            read_closed: false,
             deadline,
             timer,
         });
@@ -423,14 +428,18 @@ impl MioServer {
         }
     }
 
-    fn on_conn(&mut self, i: usize, readable: bool) {
+    fn on_conn(&mut self, i: usize, readable: bool, closed: bool) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
         conn.readable |= readable;
+        // A closed state is final (tokio's rule): the end of file may wait
+        // behind a short read with no edge to come.
+        conn.read_closed |= closed;
         let was_draining = conn.draining;
         let mut active = false;
-        match drive(conn, &self.responses, self.config.short_read, &mut active) {
+        let short_read = self.config.short_read && !conn.read_closed;
+        match drive(conn, &self.responses, short_read, &mut active) {
             Ok(true) => {
                 let started_draining = conn.draining && !was_draining;
                 if started_draining || (active && !conn.draining) {
@@ -673,7 +682,11 @@ mod tests {
             match s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&out)),
+                Err(e) => panic!(
+                    "read: {e} after {:?} for {:?} at {addr}",
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&input[..input.len().min(60)])
+                ),
             }
         }
         out

@@ -25,15 +25,19 @@
 //!   it, the connection's interest is [`Interest::WRITABLE`] only, and reads
 //!   stop (the read → write → read flip of the userver state machine, which
 //!   the poller coalesces);
-//! - **every mode**: [`Config::mode`] (level by default) is used for every
-//!   registration; the sources re-arm edge registrations on `WouldBlock`,
-//!   oneshot registrations are declared again after each event;
-//! - **one `recv` per request**: in level and oneshot mode a read that does
-//!   not fill the space it was given ends the connection's round, since the
-//!   poller reports the socket again while it is readable. Edge mode reads
-//!   on until `WouldBlock` (its contract: the direction is re-armed only
-//!   then), which costs one more `recv`, answered `EAGAIN`, per request.
-//!   That is why level is the default.
+//! - **every mode**: [`Config::mode`] (edge by default) is used for every
+//!   registration; the sources re-arm edge registrations on `WouldBlock`
+//!   and after a short read, oneshot registrations are declared again
+//!   after each event;
+//! - **one `recv` per request**: a read that does not fill the space it was
+//!   given ends the connection's round, in every mode: the socket was
+//!   empty, [`TcpStream::read`] re-armed an edge registration as
+//!   `WouldBlock` would have (the crate docs, "Short reads"), and level
+//!   and oneshot registrations are reported again while it is readable.
+//!   After an event that reported the peer's end of stream
+//!   (`read_closed`) it reads on to end of file instead.
+//!   The read on to `WouldBlock` that mio's contract asks for would cost
+//!   one more `recv`, answered `EAGAIN`, per request.
 //!
 //! Tokens: [`LISTENER`], [`WAKER`], then two per connection slot from
 //! [`CONN_BASE`]: the socket's and its idle timer's (timers share the
@@ -76,8 +80,7 @@ pub struct Config {
     /// The cap on a request head, in bytes (also each connection's buffer
     /// size): larger heads get `431`.
     pub max_head: usize,
-    /// The mode of every registration (level by default: see the module
-    /// docs, "one `recv` per request").
+    /// The mode of every registration (edge by default).
     pub mode: Mode,
     /// The body of every `200` response.
     pub body: Vec<u8>,
@@ -93,7 +96,7 @@ impl Default for Config {
         Config {
             idle_timeout: Duration::from_secs(10),
             max_head: super::MAX_HEAD,
-            mode: Mode::Level,
+            mode: Mode::Edge,
             body: b"hello world".to_vec(),
             linger: Duration::from_secs(2),
             events: 256,
@@ -478,6 +481,9 @@ impl<B: Backend> Core<B> {
             return;
         };
         let readable = ev.readable || ev.error;
+        // The peer's end of stream may wait behind the data with no new
+        // edge to come: read on to it (crate docs, "Short reads").
+        let closed = ev.read_closed || ev.error;
         let mut active = false;
         let result = drive(
             i,
@@ -487,6 +493,7 @@ impl<B: Backend> Core<B> {
             &mut self.stats,
             &self.responses,
             readable,
+            closed,
             &mut active,
         );
         match result {
@@ -513,6 +520,7 @@ fn drive<B: Backend>(
     stats: &mut Stats,
     responses: &Responses,
     readable: bool,
+    closed: bool,
     active: &mut bool,
 ) -> io::Result<bool> {
     let mut read_more = readable;
@@ -524,7 +532,7 @@ fn drive<B: Backend>(
                     return Ok(false);
                 }
             } else {
-                let stop = read_requests(conn, poller, stats, responses, active, config.mode)?;
+                let stop = read_requests(conn, poller, stats, responses, !closed, active)?;
                 read_more = stop == Stop::Backpressure;
             }
         }
@@ -580,13 +588,16 @@ fn read_requests<B: Backend>(
     poller: &mut Poller<B>,
     stats: &mut Stats,
     responses: &Responses,
+    stop_short: bool,
     active: &mut bool,
-    mode: Mode,
 ) -> io::Result<Stop> {
-    // Level and oneshot registrations are reported again while the socket
-    // is readable, so a read that did not fill the space it was given ends
-    // the round: the read until `WouldBlock` that edge mode needs (one more
-    // `recv` per request, answered `EAGAIN`) is not made.
+    // With `stop_short`, a read that did not fill the space it was given
+    // ends the round: the socket was empty (`TcpStream::read` re-armed an
+    // edge registration, as `WouldBlock` would have; level and oneshot
+    // registrations are reported again while it is readable), so the read
+    // that would only answer `EAGAIN` (one more `recv` per request) is not
+    // made. Not after a report of the peer's end of stream: that stays
+    // readable with no new edge.
     let mut short = false;
     loop {
         skip_body(conn, stats);
@@ -644,7 +655,7 @@ fn read_requests<B: Backend>(
             Ok(n) => {
                 conn.end += n;
                 *active = true;
-                short = n < space && mode != Mode::Edge;
+                short = stop_short && n < space;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Stop::Done),
             Err(e) => return Err(e),
