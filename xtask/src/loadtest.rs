@@ -33,8 +33,10 @@
 //!   keep-alive connections, which this process opens (each served one
 //!   request first), holds during the run and checks afterwards (still
 //!   open, not closed by the server). Errors = socket errors + non-2xx.
-//!   Rounds: every round runs every server, in an order rotated by one per
-//!   round; reported figures are medians over rounds (errors are summed);
+//!   Rounds: every round runs each configuration on every server in turn,
+//!   in an order rotated by one per round (so the two runs a ratio pairs
+//!   are seconds apart); reported figures are medians over rounds (errors
+//!   are summed);
 //!   then extra rounds run evmux-epoll, mio and mio-short-read (at 100 and
 //!   at 1000 connections), in an order that changes every round, for the
 //!   ratios;
@@ -409,14 +411,12 @@ pub fn run(opts: &LoadtestOpts) -> Result<ExitCode> {
             ctx.httperf(&mut servers, i, rate, &mut results);
         }
     }
-    // wrk rounds.
+    // wrk rounds: each configuration on every server in turn, so that the
+    // runs a ratio pairs are seconds apart.
     for round in 0..plan.rounds {
-        for i in rotated(targets.len(), round) {
-            for &conns in &WRK_CONNS {
-                ctx.wrk(&mut servers, i, round, conns, 0, &mut results);
-                if conns == ACTIVE {
-                    ctx.wrk(&mut servers, i, round, ACTIVE, IDLE, &mut results);
-                }
+        for (conns, idle) in [(ACTIVE, 0), (ACTIVE, IDLE), (WRK_CONNS[1], 0)] {
+            for i in rotated(targets.len(), round) {
+                ctx.wrk(&mut servers, i, round, conns, idle, &mut results);
             }
         }
     }
