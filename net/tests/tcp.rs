@@ -302,6 +302,31 @@ fn registration_errors_are_reported() {
     b.deregister(&mut w.poller).unwrap();
 }
 
+/// Runs `f(waiter, client, server, tracked, what)` on every backend with
+/// the server side registered for reading only, in edge mode and (level)
+/// with readiness tracked, then closes everything.
+fn edge_and_tracked(mut f: impl FnMut(&mut Waiter, &TcpStream, &TcpStream, bool, &str)) {
+    for kind in common::kinds() {
+        for tracked in [false, true] {
+            let Some(poller) = common::poller(kind) else {
+                continue;
+            };
+            let mut w = Waiter::new(poller);
+            let mode = if tracked { Mode::Level } else { Mode::Edge };
+            let what = format!("{kind} {}", if tracked { "tracked" } else { "edge" });
+            let (l, c, mut s) = connected(&mut w, mode);
+            s.reregister(&mut w.poller, Interest::READABLE, mode)
+                .unwrap();
+            if tracked {
+                w.poller.track_readiness(S).unwrap();
+            }
+            w.discard(S);
+            f(&mut w, &c, &s, tracked, &what);
+            close(&mut w, l, c, s);
+        }
+    }
+}
+
 /// Events for `token` in one wait of at most 50 ms (kept events included).
 fn reported_now(w: &mut Waiter, token: Token) -> Vec<evmux_interest::Event> {
     let mut events = evmux_interest::Events::with_capacity(16);
@@ -322,56 +347,40 @@ fn reported_now(w: &mut Waiter, token: Token) -> Vec<evmux_interest::Event> {
 /// with data left, a tracked one keeps reporting it.
 #[test]
 fn a_short_read_rearms_the_read_direction() {
-    for kind in common::kinds() {
-        for tracked in [false, true] {
-            let Some(poller) = common::poller(kind) else {
-                continue;
-            };
-            let mut w = Waiter::new(poller);
-            let mode = if tracked { Mode::Level } else { Mode::Edge };
-            let what = format!("{kind} {}", if tracked { "tracked" } else { "edge" });
-            let (l, c, mut s) = connected(&mut w, mode);
-            s.reregister(&mut w.poller, Interest::READABLE, mode)
-                .unwrap();
-            if tracked {
-                w.poller.track_readiness(S).unwrap();
-            }
-            w.discard(S);
-            let mut buf = [0u8; 64];
+    edge_and_tracked(|w, c, s, tracked, what| {
+        let mut buf = [0u8; 64];
 
-            for word in [&b"hello"[..], b"world", b"again"] {
-                assert_eq!(c.write(&mut w.poller, word).unwrap(), 5, "{what}");
-                w.wait_for(S, readable);
-                // Short: the program stops here, as a server does.
-                assert_eq!(s.read(&mut w.poller, &mut buf).unwrap(), 5, "{what}");
-                assert_eq!(&buf[..5], word, "{what}");
-                w.discard(S);
-                assert!(
-                    reported_now(&mut w, S).is_empty(),
-                    "{what}: reported with nothing to read"
-                );
-            }
-
-            // A read that fills its buffer re-arms nothing.
-            assert_eq!(c.write(&mut w.poller, &[7u8; 100]).unwrap(), 100, "{what}");
+        for word in [&b"hello"[..], b"world", b"again"] {
+            assert_eq!(c.write(&mut w.poller, word).unwrap(), 5, "{what}");
             w.wait_for(S, readable);
-            assert_eq!(s.read(&mut w.poller, &mut buf[..50]).unwrap(), 50, "{what}");
+            // Short: the program stops here, as a server does.
+            assert_eq!(s.read(&mut w.poller, &mut buf).unwrap(), 5, "{what}");
+            assert_eq!(&buf[..5], word, "{what}");
             w.discard(S);
-            let again = reported_now(&mut w, S);
-            if tracked {
-                assert!(!again.is_empty(), "{what}: data left but not reported");
-            } else {
-                assert!(
-                    again.is_empty(),
-                    "{what}: an edge reported twice: {again:?}"
-                );
-            }
-            assert_eq!(s.read(&mut w.poller, &mut buf[..50]).unwrap(), 50, "{what}");
-            let e = s.read(&mut w.poller, &mut buf).unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{what}");
-            close(&mut w, l, c, s);
+            assert!(
+                reported_now(w, S).is_empty(),
+                "{what}: reported with nothing to read"
+            );
         }
-    }
+
+        // A read that fills its buffer re-arms nothing.
+        assert_eq!(c.write(&mut w.poller, &[7u8; 100]).unwrap(), 100, "{what}");
+        w.wait_for(S, readable);
+        assert_eq!(s.read(&mut w.poller, &mut buf[..50]).unwrap(), 50, "{what}");
+        w.discard(S);
+        let again = reported_now(w, S);
+        if tracked {
+            assert!(!again.is_empty(), "{what}: data left but not reported");
+        } else {
+            assert!(
+                again.is_empty(),
+                "{what}: an edge reported twice: {again:?}"
+            );
+        }
+        assert_eq!(s.read(&mut w.poller, &mut buf[..50]).unwrap(), 50, "{what}");
+        let e = s.read(&mut w.poller, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{what}");
+    });
 }
 
 /// The end of stream behind a short read (crate docs, "Short reads"): a
@@ -380,38 +389,22 @@ fn a_short_read_rearms_the_read_direction() {
 /// a program that follows the rule sees end of file on every backend.
 #[test]
 fn end_of_stream_behind_a_short_read_is_not_lost() {
-    for kind in common::kinds() {
-        for tracked in [false, true] {
-            let Some(poller) = common::poller(kind) else {
-                continue;
-            };
-            let mut w = Waiter::new(poller);
-            let mode = if tracked { Mode::Level } else { Mode::Edge };
-            let what = format!("{kind} {}", if tracked { "tracked" } else { "edge" });
-            let (l, c, mut s) = connected(&mut w, mode);
-            s.reregister(&mut w.poller, Interest::READABLE, mode)
-                .unwrap();
-            if tracked {
-                w.poller.track_readiness(S).unwrap();
-            }
-            w.discard(S);
-            let mut buf = [0u8; 64];
-            assert_eq!(c.write(&mut w.poller, b"bye").unwrap(), 3, "{what}");
-            c.shutdown(std::net::Shutdown::Write).unwrap();
-            // Both arrived before the wait (loopback delivers at once).
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            let ev = w.wait_for(S, readable);
-            assert_eq!(s.read(&mut w.poller, &mut buf).unwrap(), 3, "{what}");
-            if !(ev.read_closed || ev.error) {
-                // Not announced: then it must be reported again.
-                w.wait_for(S, readable);
-            }
-            assert_eq!(
-                s.read(&mut w.poller, &mut buf).unwrap(),
-                0,
-                "{what}: {ev:?}"
-            );
-            close(&mut w, l, c, s);
+    edge_and_tracked(|w, c, s, _, what| {
+        let mut buf = [0u8; 64];
+        assert_eq!(c.write(&mut w.poller, b"bye").unwrap(), 3, "{what}");
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        // Both arrived before the wait (loopback delivers at once).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let ev = w.wait_for(S, readable);
+        assert_eq!(s.read(&mut w.poller, &mut buf).unwrap(), 3, "{what}");
+        if !(ev.read_closed || ev.error) {
+            // Not announced: then it must be reported again.
+            w.wait_for(S, readable);
         }
-    }
+        assert_eq!(
+            s.read(&mut w.poller, &mut buf).unwrap(),
+            0,
+            "{what}: {ev:?}"
+        );
+    });
 }
