@@ -55,11 +55,11 @@
 //! interest at a low rate (the churn benchmark: a request every ~20 waits,
 //! two reports and two flips each) score ~0.29 at its peaks cold, above
 //! the promotion threshold, and ~0.1 on average hot, below the demotion
-//! one, so it
-//! went round between the halves for good; with half, it settles cold,
-//! which measured better there (the epoll half alone: 0.97× raw epoll
-//! against 0.82× going round, the array alone ~0.7×). Scores are updated lazily (decayed by the number of waits since
-//! the last update), so an idle descriptor costs no work at all per wait.
+//! one, so it went round between the halves for good; with half, it
+//! settles cold, which measured better there (the epoll half alone: 0.97×
+//! raw epoll against 0.82× going round, the array alone ~0.7×). Scores are
+//! updated lazily (decayed by the number of waits since the last update),
+//! so an idle descriptor costs no work at all per wait.
 //!
 //! - New registrations start hot, with the score of a just-promoted
 //!   descriptor ([`promote_above`](SuperpollConfig::promote_above)): a
