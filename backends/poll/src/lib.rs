@@ -149,21 +149,15 @@ fn poll_events(interest: Interest) -> i16 {
 
 /// `revents` as a [`Ready`] mask (`POLLNVAL` is handled before).
 fn ready_from_revents(revents: i16) -> Ready {
-    const MAP: [(i16, Ready); 6] = [
-        (POLLIN, Ready::IN),
-        (POLLPRI, Ready::PRI),
-        (POLLOUT, Ready::OUT),
-        (POLLERR, Ready::ERR),
-        (POLLHUP, Ready::HUP),
-        (POLLRDHUP, Ready::RDHUP),
-    ];
-    let mut ready = Ready::EMPTY;
-    for (bit, r) in MAP {
-        if revents & bit != 0 {
-            ready |= r;
-        }
-    }
-    ready
+    const _: () = assert!(
+        POLLIN as u32 == Ready::IN.0
+            && POLLPRI as u32 == Ready::PRI.0
+            && POLLOUT as u32 == Ready::OUT.0
+            && POLLERR as u32 == Ready::ERR.0
+            && POLLHUP as u32 == Ready::HUP.0
+            && POLLRDHUP as u32 == Ready::RDHUP.0
+    );
+    Ready::from_linux(u32::from(revents.cast_unsigned()))
 }
 
 impl PollBackend {
@@ -281,51 +275,53 @@ impl PollBackend {
         let room = max_events.saturating_sub(out.events.len());
         let start = if ready > room { self.rotor % len } else { 0 };
         let mut doomed = std::mem::take(&mut self.doomed);
-        for i in 0..len {
-            if ready == 0 {
-                break;
-            }
-            let idx = if start + i >= len {
-                start + i - len
-            } else {
-                start + i
-            };
-            let pos = self.first + idx;
-            let revents = self.fds[pos].revents;
-            if revents == 0 {
-                continue;
-            }
-            ready -= 1;
-            let entry = &self.entries[pos];
-            if revents & POLLNVAL != 0 {
-                if entry.changed == self.epoch {
-                    // Refused, as EPOLL_CTL_ADD/MOD would refuse it.
-                    out.rejected.push(Rejection {
-                        key: entry.key,
-                        errno: EBADF,
-                    });
-                    doomed.push(pos);
-                } else {
-                    // Closed under its registration: silent until a change
-                    // for its key arrives or it is forgotten.
-                    self.fds[pos].fd = -1;
+        let (first, epoch) = (self.first, self.epoch);
+        let fds = &mut self.fds[first..];
+        let entries = &self.entries[first..];
+        // From the rotor to the end, then from the start to the rotor. Most
+        // entries of a large array are quiet: the inner `position` skips
+        // them without the per-entry bookkeeping of the ready ones.
+        'scan: for (lo, hi) in [(start, len), (0, start)] {
+            let mut idx = lo;
+            while idx < hi {
+                let Some(skip) = fds[idx..hi].iter().position(|p| p.revents != 0) else {
+                    break;
+                };
+                idx += skip;
+                let revents = fds[idx].revents;
+                let entry = &entries[idx];
+                ready -= 1;
+                if revents & POLLNVAL != 0 {
+                    if entry.changed == epoch {
+                        // Refused, as EPOLL_CTL_ADD/MOD would refuse it.
+                        out.rejected.push(Rejection {
+                            key: entry.key,
+                            errno: EBADF,
+                        });
+                        doomed.push(first + idx);
+                    } else {
+                        // Closed under its registration: silent until a
+                        // change for its key arrives or it is forgotten.
+                        fds[idx].fd = -1;
+                    }
+                } else if out.events.len() < max_events {
+                    // Past the limit, the scan goes on for POLLNVAL only: a
+                    // fresh entry's refusal must be reported by this very
+                    // wait.
+                    let bits = ready_from_revents(revents) & Ready::reportable(entry.interest);
+                    if !bits.is_empty() {
+                        out.events.push(RawEvent {
+                            key: entry.key,
+                            ready: bits,
+                        });
+                        self.rotor = idx + 1;
+                    }
                 }
-                continue;
+                if ready == 0 {
+                    break 'scan;
+                }
+                idx += 1;
             }
-            // Past the limit, keep scanning for POLLNVAL only: a fresh
-            // entry's refusal must be reported by this very wait.
-            if out.events.len() >= max_events {
-                continue;
-            }
-            let bits = ready_from_revents(revents) & Ready::reportable(entry.interest);
-            if bits.is_empty() {
-                continue;
-            }
-            out.events.push(RawEvent {
-                key: entry.key,
-                ready: bits,
-            });
-            self.rotor = idx + 1;
         }
         // Highest position first: an entry that `swap_remove` moves comes
         // from the tail, above every position still to remove.

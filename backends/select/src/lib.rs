@@ -239,21 +239,15 @@ fn poll_events(interest: Interest) -> i16 {
 
 /// `revents` as a [`Ready`] mask (`POLLNVAL` is handled before).
 fn ready_from_revents(revents: i16) -> Ready {
-    const MAP: [(i16, Ready); 6] = [
-        (POLLIN, Ready::IN),
-        (POLLPRI, Ready::PRI),
-        (POLLOUT, Ready::OUT),
-        (POLLERR, Ready::ERR),
-        (POLLHUP, Ready::HUP),
-        (POLLRDHUP, Ready::RDHUP),
-    ];
-    let mut ready = Ready::EMPTY;
-    for (bit, r) in MAP {
-        if revents & bit != 0 {
-            ready |= r;
-        }
-    }
-    ready
+    const _: () = assert!(
+        POLLIN as u32 == Ready::IN.0
+            && POLLPRI as u32 == Ready::PRI.0
+            && POLLOUT as u32 == Ready::OUT.0
+            && POLLERR as u32 == Ready::ERR.0
+            && POLLHUP as u32 == Ready::HUP.0
+            && POLLRDHUP as u32 == Ready::RDHUP.0
+    );
+    Ready::from_linux(u32::from(revents.cast_unsigned()))
 }
 
 impl SelectBackend {

@@ -531,21 +531,15 @@ fn epoll_events(interest: Interest) -> u32 {
 
 /// `revents` as a [`Ready`] mask (`POLLNVAL` is handled before).
 fn ready_from_revents(revents: i16) -> Ready {
-    const MAP: [(i16, Ready); 6] = [
-        (POLLIN, Ready::IN),
-        (POLLPRI, Ready::PRI),
-        (POLLOUT, Ready::OUT),
-        (POLLERR, Ready::ERR),
-        (POLLHUP, Ready::HUP),
-        (POLLRDHUP, Ready::RDHUP),
-    ];
-    let mut ready = Ready::EMPTY;
-    for (bit, r) in MAP {
-        if revents & bit != 0 {
-            ready |= r;
-        }
-    }
-    ready
+    const _: () = assert!(
+        POLLIN as u32 == Ready::IN.0
+            && POLLPRI as u32 == Ready::PRI.0
+            && POLLOUT as u32 == Ready::OUT.0
+            && POLLERR as u32 == Ready::ERR.0
+            && POLLHUP as u32 == Ready::HUP.0
+            && POLLRDHUP as u32 == Ready::RDHUP.0
+    );
+    Ready::from_linux(u32::from(revents.cast_unsigned()))
 }
 
 /// epoll's bits have `poll(2)`'s values on Linux, which [`Ready`] uses.
@@ -1237,6 +1231,52 @@ impl SuperpollBackend {
         Ok(())
     }
 
+    /// One ready array entry of [`Self::collect_hot`] at `pos` (`rel`
+    /// from `first`): its report, refusal or closing. Returns 1 when it
+    /// counts as a hit for the scores.
+    #[inline(always)]
+    fn collect_one(
+        &mut self,
+        pos: usize,
+        rel: usize,
+        out: &mut Output,
+        max_events: usize,
+        doomed: &mut Vec<usize>,
+    ) -> usize {
+        let revents = self.fds[pos].revents;
+        let idx = self.hot[pos];
+        let r = &mut self.regs[idx as usize];
+        if revents & POLLNVAL != 0 {
+            if r.changed == self.epoch {
+                // Refused, as EPOLL_CTL_ADD/MOD would refuse it.
+                out.rejected.push(Rejection {
+                    key: r.key,
+                    errno: EBADF,
+                });
+                doomed.push(pos);
+            } else {
+                // Closed under its registration: silent until a change for
+                // its key arrives or it is removed.
+                r.disabled = true;
+                self.fds[pos].fd = -1;
+            }
+            return 0;
+        }
+        let bits = ready_from_revents(revents) & Ready::reportable(r.interest);
+        if bits.is_empty() {
+            return 0;
+        }
+        let key = r.key;
+        self.bump(idx);
+        // Past the limit, the scan goes on: for POLLNVAL, and for the
+        // scores.
+        if out.events.len() < max_events {
+            out.events.push(RawEvent { key, ready: bits });
+            self.rotor = rel + 1;
+        }
+        1
+    }
+
     /// The array's registrations; returns how many were ready.
     fn collect_hot(&mut self, mut ready: usize, out: &mut Output, max_events: usize) -> usize {
         let len = self.fds.len() - self.first;
@@ -1247,53 +1287,27 @@ impl SuperpollBackend {
         let start = if ready > room { self.rotor % len } else { 0 };
         let mut doomed = std::mem::take(&mut self.doomed);
         let mut hits = 0;
-        for i in 0..len {
-            if ready == 0 {
-                break;
-            }
-            let rel = if start + i >= len {
-                start + i - len
-            } else {
-                start + i
-            };
-            let pos = self.first + rel;
-            let revents = self.fds[pos].revents;
-            if revents == 0 {
-                continue;
-            }
-            ready -= 1;
-            let idx = self.hot[pos];
-            let r = &mut self.regs[idx as usize];
-            if revents & POLLNVAL != 0 {
-                if r.changed == self.epoch {
-                    // Refused, as EPOLL_CTL_ADD/MOD would refuse it.
-                    out.rejected.push(Rejection {
-                        key: r.key,
-                        errno: EBADF,
-                    });
-                    doomed.push(pos);
-                } else {
-                    // Closed under its registration: silent until a change
-                    // for its key arrives or it is removed.
-                    r.disabled = true;
-                    self.fds[pos].fd = -1;
+        let first = self.first;
+        // From the rotor to the end, then from the start to the rotor; the
+        // inner `position` skips the quiet entries, most of a large array.
+        'scan: for (lo, hi) in [(start, len), (0, start)] {
+            let mut rel = lo;
+            while rel < hi {
+                let Some(skip) = self.fds[first + rel..first + hi]
+                    .iter()
+                    .position(|p| p.revents != 0)
+                else {
+                    break;
+                };
+                rel += skip;
+                let pos = first + rel;
+                ready -= 1;
+                hits += self.collect_one(pos, rel, out, max_events, &mut doomed);
+                if ready == 0 {
+                    break 'scan;
                 }
-                continue;
+                rel += 1;
             }
-            let bits = ready_from_revents(revents) & Ready::reportable(r.interest);
-            if bits.is_empty() {
-                continue;
-            }
-            let key = r.key;
-            hits += 1;
-            self.bump(idx);
-            // Past the limit, keep scanning: for POLLNVAL, and for the
-            // scores.
-            if out.events.len() >= max_events {
-                continue;
-            }
-            out.events.push(RawEvent { key, ready: bits });
-            self.rotor = rel + 1;
         }
         // Highest position first: an entry that `swap_remove` moves comes
         // from the tail, above every position still to remove.
