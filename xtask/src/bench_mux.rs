@@ -516,6 +516,10 @@ pub struct Samples {
     pub waits: Vec<u64>,
     /// Untimed warm-up waits per turn (the largest).
     pub warm_waits: u64,
+    /// Per turn, the median wall-clock microseconds of its rounds: turn
+    /// `i` of every subject at a point ran in the same block, seconds
+    /// apart, which is what [`paired_ratio`] pairs.
+    pub turn_us: Vec<f64>,
 }
 
 impl Samples {
@@ -543,6 +547,21 @@ pub fn median(v: &[f64]) -> f64 {
     } else {
         (s[k / 2 - 1] + s[k / 2]) / 2.0
     }
+}
+
+/// The median over turns of `a`'s turn median divided by `b`'s in the
+/// same block: drift slower than a block (seconds) cancels in each pair,
+/// where a ratio of the two overall medians keeps what drift puts between
+/// them. NaN without a common turn.
+pub fn paired_ratio(a: &Samples, b: &Samples) -> f64 {
+    let r: Vec<f64> = a
+        .turn_us
+        .iter()
+        .zip(&b.turn_us)
+        .map(|(x, y)| x / y)
+        .filter(|r| r.is_finite())
+        .collect();
+    median(&r)
 }
 
 /// Minimum and maximum.
@@ -618,6 +637,7 @@ pub fn turn<H: Handler>(
         }
     }
     samples.warm_waits = samples.warm_waits.max(warm_waits);
+    let first = samples.us.len();
     for _ in 0..rounds {
         for attempt in 1..=ATTEMPTS {
             let mut h = round();
@@ -637,6 +657,7 @@ pub fn turn<H: Handler>(
             break;
         }
     }
+    samples.turn_us.push(median(&samples.us[first..]));
     mux.close(&pairs.r)?;
     Ok(Ok(()))
 }
@@ -771,6 +792,25 @@ mod tests {
         assert!(median(&[]).is_nan());
         assert_eq!(rotated(&[1, 2, 3], 1), vec![2, 3, 1]);
         assert_eq!(rotated(&[1, 2, 3], 3), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn paired_ratio_compares_within_blocks() {
+        let turns = |v: &[f64]| Samples {
+            turn_us: v.to_vec(),
+            us: v.to_vec(),
+            ..Samples::default()
+        };
+        // The machine is twice as slow in the last three blocks; `a` costs
+        // 10% more than `b` in most blocks, 0% and 20% in two. The overall
+        // medians both land on a slow block and say 1.0; the pairs say 1.1.
+        let b = turns(&[1.0, 1.0, 2.0, 2.0, 2.0]);
+        let a = turns(&[1.1, 1.1, 2.2, 2.0, 2.4]);
+        assert!((median(&a.us) / median(&b.us) - 1.0).abs() < 1e-9);
+        assert!((paired_ratio(&a, &b) - 1.1).abs() < 1e-9);
+        // Only blocks both ran are paired.
+        assert!((paired_ratio(&turns(&[1.1, 1.1]), &b) - 1.1).abs() < 1e-9);
+        assert!(paired_ratio(&turns(&[]), &b).is_nan());
     }
 
     #[test]

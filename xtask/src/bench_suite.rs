@@ -23,6 +23,13 @@ pub struct SuiteOpts {
     pub json: bool,
     /// Only these subjects (names as in the report); all when empty.
     pub only: Vec<String>,
+    /// Blocks (interleaved turns of every subject) per point, overriding
+    /// each benchmark's default: more blocks, less drift in the medians.
+    pub blocks: Option<usize>,
+    /// chain: only these pair counts (default: the sweep's).
+    pub ns: Vec<usize>,
+    /// chain: only these active/total ratios (default: the sweep's).
+    pub atrs: Vec<f64>,
 }
 
 /// Runs `which` (`chain`, `idle`, `churn` or `all`).
@@ -48,21 +55,32 @@ pub fn run(which: &str, o: &SuiteOpts) -> Result<bool> {
     roster.filter(&o.only)?;
     let started = Instant::now();
 
-    let chain_opts = if o.quick {
+    let mut chain_opts = if o.quick {
         ChainOpts::quick()
     } else {
         ChainOpts::full()
     };
-    let idle_opts = if o.quick {
+    let mut idle_opts = if o.quick {
         IdleOpts::quick()
     } else {
         IdleOpts::full()
     };
-    let churn_opts = if o.quick {
+    let mut churn_opts = if o.quick {
         ChurnOpts::quick()
     } else {
         ChurnOpts::full()
     };
+    if !o.ns.is_empty() {
+        chain_opts.ns.clone_from(&o.ns);
+    }
+    if !o.atrs.is_empty() {
+        chain_opts.atrs.clone_from(&o.atrs);
+    }
+    if let Some(b) = o.blocks {
+        chain_opts.blocks = b;
+        idle_opts.blocks = b;
+        churn_opts.blocks = b;
+    }
     let k = roster.subjects.len() as u64;
     let mut len = 0;
     if chain {

@@ -62,7 +62,7 @@ commands:
       BTreeMap: insert+cancel and insert+expire at 1k, 100k, 1M and 10M
       pending (--quick: 1k, 100k and 1M, fewer ops and rounds; seconds
       instead of minutes). Run it in release mode (`cargo xtask` does).
-  bench chain|idle|churn|all [--quick] [--json] [--only NAME,NAME]
+  bench chain|idle|churn|all [--quick] [--json] [--only NAME,NAME] [--blocks N]
       The seeds' experiments: raw-epoll and raw-poll loops (the floor),
       every evmux backend, mio and polling, interleaved in one run.
       chain: libevent's bench.c over N in {1000, 9000} pairs and active/total
@@ -70,7 +70,10 @@ commands:
       churn: seed 001's read/write state machine on 1000 connections.
       Writes target/evmux-bench/<name>.csv and .svg; --json prints
       {\"chain\":[…],\"churn\":[…],\"idle\":[…]}. --quick: N = 1000, a few
-      ratios, fewer rounds (under 2 minutes for `all`). Release only.
+      ratios, fewer rounds (under 2 minutes for `all`). --blocks N: N
+      interleaved turns of every subject per point instead of the default
+      (3 or 4); the medians drift less. --ns 1000,9000 and --atrs
+      0.1,0.2: chain at only these points. Release only.
   bench instr [--quick] [--json]
       User-space instructions per chain round under valgrind's callgrind
       (raw loops, evmux backends, mio, polling; N = 1000): the overhead
@@ -404,9 +407,51 @@ fn bench_suite_cmd(which: &str, args: &[String]) -> Result<ExitCode> {
         .value("--only")?
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
+    let blocks = match flags.value("--blocks")? {
+        Some(v) => match v.parse::<usize>() {
+            Ok(b) if b > 0 => Some(b),
+            _ => bail!("--blocks takes a whole number above 0, not `{v}`"),
+        },
+        None => None,
+    };
+    let ns = list::<usize>(flags.value("--ns")?, "--ns", |n| {
+        (1..=MAX_PAIRS).contains(n)
+    })?;
+    let atrs = list::<f64>(flags.value("--atrs")?, "--atrs", |a| *a > 0.0 && *a <= 1.0)?;
     flags.finish()?;
-    bench_suite::run(which, &bench_suite::SuiteOpts { quick, json, only })?;
+    bench_suite::run(
+        which,
+        &bench_suite::SuiteOpts {
+            quick,
+            json,
+            only,
+            blocks,
+            ns,
+            atrs,
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The most pairs `--ns` accepts: two descriptors each under the
+/// 20,000-descriptor hard limit, with room for the poller's own.
+const MAX_PAIRS: usize = 9500;
+
+/// Parses a comma-separated `flag` value; every item must pass `ok`.
+fn list<T: std::str::FromStr>(
+    v: Option<&str>,
+    flag: &str,
+    ok: impl Fn(&T) -> bool,
+) -> Result<Vec<T>> {
+    let Some(v) = v else {
+        return Ok(Vec::new());
+    };
+    v.split(',')
+        .map(|item| match item.trim().parse::<T>() {
+            Ok(x) if ok(&x) => Ok(x),
+            _ => bail!("{flag}: `{item}` is out of range or not a number"),
+        })
+        .collect()
 }
 
 /// The pending count the wheel-vs-heap ratio is reported at.
