@@ -30,23 +30,44 @@ pub struct ChainOpts {
     pub ns: Vec<usize>,
     /// Active/total ratios.
     pub atrs: Vec<f64>,
-    /// Blocks per point: each block is one turn per subject, in rotated
-    /// order.
+    /// Blocks per point at N > 1000: each block is one turn per subject,
+    /// in rotated order.
     pub blocks: usize,
+    /// Blocks per point at N <= 1000, where a turn takes milliseconds.
+    pub blocks_small: usize,
     /// Timed rounds per turn.
     pub rounds_per_turn: usize,
 }
 
 impl ChainOpts {
+    /// Blocks per point at `n` pairs.
+    pub fn blocks_at(&self, n: usize) -> usize {
+        if n <= 1000 {
+            self.blocks_small
+        } else {
+            self.blocks
+        }
+    }
+
+    /// Turns (of all subjects) in the whole sweep.
+    pub fn turns(&self) -> usize {
+        self.ns.iter().map(|&n| self.blocks_at(n)).sum::<usize>() * self.atrs.len()
+    }
+
     /// The sweep.
     pub fn full() -> ChainOpts {
         ChainOpts {
             ns: vec![1000, 9000],
             atrs: vec![0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
-            // At 3 blocks the medians of one point moved by ±10–30% between
-            // runs (N = 9000 most); at 10 by ~±3% (the paired ratios less).
-            blocks: 10,
-            rounds_per_turn: 5,
+            // This VM slows down by up to 2x for tens of milliseconds to
+            // seconds at a time (the host's doing: both vCPUs, an idle
+            // guest). A median is steady only over many short turns: at 3
+            // blocks x 5 rounds one point moved by ±10–30% between runs; at
+            // 30 x 5, N = 1000, by ±0.5%; at N = 9000 even 16 x 3 leaves
+            // ±5%, and a block there takes seconds.
+            blocks: 12,
+            blocks_small: 40,
+            rounds_per_turn: 3,
         }
     }
 
@@ -56,6 +77,7 @@ impl ChainOpts {
             ns: vec![1000],
             atrs: vec![0.01, 0.1, 0.3, 0.6, 1.0],
             blocks: 3,
+            blocks_small: 3,
             rounds_per_turn: 5,
         }
     }
@@ -85,8 +107,8 @@ pub struct ChainReport {
     pub points: Vec<ChainPoint>,
     /// `(subject, n, reason)` for subjects that could not run at a size.
     pub unavailable: Vec<(&'static str, usize, String)>,
-    /// Timed rounds per subject and point.
-    pub rounds: usize,
+    /// Timed rounds per subject and point, per pair count.
+    pub rounds: Vec<(usize, usize)>,
 }
 
 struct Chain<'a> {
@@ -156,7 +178,11 @@ pub fn run(
     tick: &mut dyn FnMut(String),
 ) -> Result<ChainReport> {
     let mut report = ChainReport {
-        rounds: opts.blocks * opts.rounds_per_turn,
+        rounds: opts
+            .ns
+            .iter()
+            .map(|&n| (n, opts.blocks_at(n) * opts.rounds_per_turn))
+            .collect(),
         ..ChainReport::default()
     };
     for &n in &opts.ns {
@@ -168,7 +194,7 @@ pub fn run(
             let w = n;
             let space = n / a;
             let mut samples: Vec<Samples> = vec![Samples::default(); roster.subjects.len()];
-            for block in 0..opts.blocks {
+            for block in 0..opts.blocks_at(n) {
                 for (si, subject) in bench_mux::rotated(
                     &roster
                         .subjects
@@ -247,6 +273,14 @@ pub fn run(
 }
 
 impl ChainReport {
+    /// Timed rounds per subject at each point with `n` pairs.
+    pub fn rounds_at(&self, n: usize) -> usize {
+        self.rounds
+            .iter()
+            .find(|&&(m, _)| m == n)
+            .map_or(0, |&(_, r)| r)
+    }
+
     /// The median of `name` at `(n, atr)`.
     pub fn median_of(&self, name: &str, n: usize, atr: f64) -> Option<f64> {
         self.points
@@ -557,6 +591,7 @@ pub fn one_cmd(args: &[String], roster: &Roster, nofile: u64) -> Result<()> {
         ns: vec![n],
         atrs: vec![atr],
         blocks: 1,
+        blocks_small: 1,
         rounds_per_turn: rounds,
     };
     let one = Roster {

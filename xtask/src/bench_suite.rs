@@ -26,6 +26,8 @@ pub struct SuiteOpts {
     /// Blocks (interleaved turns of every subject) per point, overriding
     /// each benchmark's default: more blocks, less drift in the medians.
     pub blocks: Option<usize>,
+    /// chain: timed rounds per turn, overriding the default.
+    pub rounds_per_turn: Option<usize>,
     /// chain: only these pair counts (default: the sweep's).
     pub ns: Vec<usize>,
     /// chain: only these active/total ratios (default: the sweep's).
@@ -76,15 +78,19 @@ pub fn run(which: &str, o: &SuiteOpts) -> Result<bool> {
     if !o.atrs.is_empty() {
         chain_opts.atrs.clone_from(&o.atrs);
     }
+    if let Some(r) = o.rounds_per_turn {
+        chain_opts.rounds_per_turn = r;
+    }
     if let Some(b) = o.blocks {
         chain_opts.blocks = b;
+        chain_opts.blocks_small = b;
         idle_opts.blocks = b;
         churn_opts.blocks = b;
     }
     let k = roster.subjects.len() as u64;
     let mut len = 0;
     if chain {
-        len += (chain_opts.ns.len() * chain_opts.atrs.len() * chain_opts.blocks) as u64 * k;
+        len += chain_opts.turns() as u64 * k;
     }
     if idle {
         len += (idle_opts.idles.len() * idle_opts.blocks) as u64 * k;
@@ -136,7 +142,7 @@ pub fn run(which: &str, o: &SuiteOpts) -> Result<bool> {
                 &path,
                 &format!(
                     "chain, N = {n}: dispatch time relative to raw epoll (median of {} rounds)",
-                    r.rounds
+                    r.rounds_at(n)
                 ),
                 "active/total ratio",
                 "time / raw-epoll time",

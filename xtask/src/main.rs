@@ -63,6 +63,7 @@ commands:
       pending (--quick: 1k, 100k and 1M, fewer ops and rounds; seconds
       instead of minutes). Run it in release mode (`cargo xtask` does).
   bench chain|idle|churn|all [--quick] [--json] [--only NAME,NAME] [--blocks N]
+        [--rounds N] [--ns N,N] [--atrs A,A]
       The seeds' experiments: raw-epoll and raw-poll loops (the floor),
       every evmux backend, mio and polling, interleaved in one run.
       chain: libevent's bench.c over N in {1000, 9000} pairs and active/total
@@ -72,8 +73,10 @@ commands:
       {\"chain\":[…],\"churn\":[…],\"idle\":[…]}. --quick: N = 1000, a few
       ratios, fewer rounds (under 2 minutes for `all`). --blocks N: N
       interleaved turns of every subject per point instead of the default
-      (3 or 4); the medians drift less. --ns 1000,9000 and --atrs
-      0.1,0.2: chain at only these points. Release only.
+      (chain: 40 at N = 1000, 12 at 9000; idle 4, churn 4; --quick 3);
+      --rounds N: chain's timed rounds per turn (default 3; --quick 5);
+      --ns 1000,9000 and --atrs 0.1,0.2: chain at only these points.
+      Release only.
   bench instr [--quick] [--json]
       User-space instructions per chain round under valgrind's callgrind
       (raw loops, evmux backends, mio, polling; N = 1000): the overhead
@@ -414,6 +417,13 @@ fn bench_suite_cmd(which: &str, args: &[String]) -> Result<ExitCode> {
         },
         None => None,
     };
+    let rounds_per_turn = match flags.value("--rounds")? {
+        Some(v) => match v.parse::<usize>() {
+            Ok(r) if r > 0 => Some(r),
+            _ => bail!("--rounds takes a whole number above 0, not `{v}`"),
+        },
+        None => None,
+    };
     let ns = list::<usize>(flags.value("--ns")?, "--ns", |n| {
         (1..=MAX_PAIRS).contains(n)
     })?;
@@ -426,6 +436,7 @@ fn bench_suite_cmd(which: &str, args: &[String]) -> Result<ExitCode> {
             json,
             only,
             blocks,
+            rounds_per_turn,
             ns,
             atrs,
         },
