@@ -267,6 +267,16 @@ impl Sample {
             .filter(|&c| c > 0.0)
             .map(|c| self.requests as f64 / c)
     }
+
+    /// The server's CPU time over the run's duration, in percent of one
+    /// CPU: well below 100 for a one-thread server, the load generator
+    /// (not the server) set the pace, and requests/s say more about it
+    /// than about the server.
+    fn server_busy_pct(&self) -> Option<f64> {
+        self.server_cpu_s
+            .filter(|_| self.duration_s > 0.0)
+            .map(|c| 100.0 * c / self.duration_s)
+    }
 }
 
 /// What identifies a row of the report.
@@ -1260,6 +1270,8 @@ struct Row {
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     requests_per_cpu_s: Option<f64>,
+    /// Median [`Sample::server_busy_pct`].
+    server_busy_pct: Option<f64>,
     samples: Vec<Sample>,
 }
 
@@ -1276,6 +1288,7 @@ impl Row {
             p50_ms: pick(&|s| s.p50_ms),
             p99_ms: pick(&|s| s.p99_ms),
             requests_per_cpu_s: pick(&|s| s.requests_per_cpu_s()),
+            server_busy_pct: pick(&|s| s.server_busy_pct()),
             samples: samples.to_vec(),
         }
     }
@@ -1522,8 +1535,8 @@ impl<'a> Report<'a> {
         );
         let _ = writeln!(
             o,
-            "{:<16} {:>6} {:>6} {:>11} {:>7} {:>9} {:>9} {:>10} {:>4}",
-            "server", "conns", "idle", "req/s", "errors", "p50", "p99", "req/CPU-s", "runs"
+            "{:<16} {:>6} {:>6} {:>11} {:>7} {:>9} {:>9} {:>10} {:>5} {:>4}",
+            "server", "conns", "idle", "req/s", "errors", "p50", "p99", "req/CPU-s", "busy", "runs"
         );
         for (t, target) in self.targets.iter().enumerate() {
             for (conns, idle) in [(ACTIVE, 0), (ACTIVE, IDLE as u32), (1000, 0)] {
@@ -1537,7 +1550,7 @@ impl<'a> Report<'a> {
                     Some(r) => {
                         let _ = writeln!(
                             o,
-                            "{:<16} {:>6} {:>6} {:>11.1} {:>7} {:>9} {:>9} {:>10} {:>4}",
+                            "{:<16} {:>6} {:>6} {:>11.1} {:>7} {:>9} {:>9} {:>10} {:>5} {:>4}",
                             target.label(),
                             conns,
                             idle,
@@ -1547,6 +1560,7 @@ impl<'a> Report<'a> {
                             ms(r.p99_ms),
                             r.requests_per_cpu_s
                                 .map_or("-".into(), |x| format!("{x:.0}")),
+                            r.server_busy_pct.map_or("-".into(), |x| format!("{x:.0}%")),
                             r.samples.len()
                         );
                     }
@@ -1593,6 +1607,32 @@ impl<'a> Report<'a> {
                 c.b,
                 c.cpu_ratio().map_or("-".into(), |x| format!("{x:.3}×"))
             );
+        }
+        for conns in WRK_CONNS {
+            let busy: Vec<String> = self
+                .targets
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.server != "evmux" || t.backend == "epoll")
+                .filter_map(|(t, target)| {
+                    let r = self.rows.iter().find(|r| {
+                        r.key.target == t
+                            && r.key.tool == Tool::Wrk
+                            && r.key.connections == conns
+                            && r.key.idle == 0
+                    })?;
+                    Some(format!("{} {:.0}%", target.label(), r.server_busy_pct?))
+                })
+                .collect();
+            if !busy.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "server CPU use, wrk {conns} connections (of one CPU; well below 100%: \
+                     wrk set the pace, and requests/s compare the servers less than \
+                     requests per CPU-second do): {}",
+                    busy.join(", ")
+                );
+            }
         }
         for c in &self.idle {
             let _ = writeln!(
@@ -1696,6 +1736,7 @@ impl<'a> Report<'a> {
                     ("idle_connections", Json::Int(i64::from(r.key.idle))),
                     ("runs", Json::Int(r.samples.len() as i64)),
                     ("requests_per_cpu_s", num(r.requests_per_cpu_s)),
+                    ("server_busy_pct", num(r.server_busy_pct)),
                     (
                         "samples_requests_per_s",
                         Json::Arr(
@@ -1940,6 +1981,29 @@ Reply status: 1xx=0 2xx=4988 3xx=0 4xx=1 5xx=1
 Errors: total 2 client-timo 2 socket-timo 0 connrefused 0 connreset 0
 Errors: fd-unavail 1 addrunavail 0 ftab-full 0 other 0
 ";
+
+    #[test]
+    fn server_cpu_per_request_and_busy_share() {
+        let s = Sample {
+            requests: 1_000,
+            duration_s: 4.0,
+            server_cpu_s: Some(3.0),
+            ..Sample::default()
+        };
+        assert_eq!(s.server_busy_pct(), Some(75.0));
+        assert!((s.requests_per_cpu_s().unwrap() - 1000.0 / 3.0).abs() < 1e-9);
+        // Unknown CPU time, or no duration: nothing is claimed.
+        let unknown = Sample {
+            server_cpu_s: None,
+            ..s.clone()
+        };
+        assert_eq!(unknown.server_busy_pct(), None);
+        let no_time = Sample {
+            duration_s: 0.0,
+            ..s
+        };
+        assert_eq!(no_time.server_busy_pct(), None);
+    }
 
     #[test]
     fn parses_wrk() {
