@@ -261,7 +261,7 @@ pub fn select(
 mod tests {
     use super::*;
     use crate::{counter, fd};
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
 
     const GUARD: Option<Duration> = Some(Duration::from_secs(10));
 
@@ -429,19 +429,29 @@ mod tests {
 
     #[test]
     fn closed_descriptor_in_a_set_is_ebadf() {
-        // Keep an open pipe above the closed number so the number is inside
-        // the descriptor table (other tests may close their descriptors at
-        // any time, but the table never shrinks).
+        // A number far above the ones other test threads get (the lowest
+        // free ones), so that none of them reopens it between the close
+        // and the call; an open descriptor above it keeps it inside the
+        // descriptor table (the table never shrinks). Closing a low number
+        // and checking afterwards that it stayed closed was not enough: a
+        // thread could open and close it again around the check. Below
+        // 511, so that the table grows to 512 at most and
+        // `closed_number_above_the_descriptor_table_comes_back_set` still
+        // finds it smaller than FD_SETSIZE.
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let at = i32::try_from(soft.saturating_sub(2))
+            .unwrap_or(i32::MAX)
+            .min(480);
         let (r, w) = fd::pipe().unwrap();
-        let n = r.as_raw_fd();
-        let _keep: OwnedFd = fd::dup(&w).unwrap();
-        drop(r);
-        // Another test thread may reuse the number at once; only check
-        // when it stayed closed around the call.
+        let high = rustix::io::fcntl_dupfd_cloexec(&r, at).unwrap();
+        let n = high.as_raw_fd();
+        let _keep = rustix::io::fcntl_dupfd_cloexec(&w, n + 1).unwrap();
+        assert!(n + 1 < 511);
+        drop(high);
         let mut rs = set_of(&[n]);
         let res = select(n + 1, Some(&mut rs), None, None, Some(Duration::ZERO));
-        if !fd::is_open_raw(n) {
-            assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EBADF));
-        }
+        assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EBADF));
     }
 }
