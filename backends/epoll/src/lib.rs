@@ -96,14 +96,15 @@ fn epoll_flags(w: Watch) -> u32 {
 /// epoll's event bits have the same values as `poll(2)`'s on Linux, which
 /// is what [`Ready`] uses; keep the ones the mapping knows.
 fn ready_from_epoll(bits: u32) -> Ready {
-    Ready(
-        bits & (flags::EPOLLIN
-            | flags::EPOLLPRI
-            | flags::EPOLLOUT
-            | flags::EPOLLERR
-            | flags::EPOLLHUP
-            | flags::EPOLLRDHUP),
-    )
+    const _: () = assert!(
+        flags::EPOLLIN == Ready::IN.0
+            && flags::EPOLLPRI == Ready::PRI.0
+            && flags::EPOLLOUT == Ready::OUT.0
+            && flags::EPOLLERR == Ready::ERR.0
+            && flags::EPOLLHUP == Ready::HUP.0
+            && flags::EPOLLRDHUP == Ready::RDHUP.0
+    );
+    Ready::from_linux(bits)
 }
 
 const EPERM: i32 = 1;

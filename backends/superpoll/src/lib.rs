@@ -547,14 +547,15 @@ fn ready_from_revents(revents: i16) -> Ready {
 
 /// epoll's bits have `poll(2)`'s values on Linux, which [`Ready`] uses.
 fn ready_from_epoll(bits: u32) -> Ready {
-    Ready(
-        bits & (flags::EPOLLIN
-            | flags::EPOLLPRI
-            | flags::EPOLLOUT
-            | flags::EPOLLERR
-            | flags::EPOLLHUP
-            | flags::EPOLLRDHUP),
-    )
+    const _: () = assert!(
+        flags::EPOLLIN == Ready::IN.0
+            && flags::EPOLLPRI == Ready::PRI.0
+            && flags::EPOLLOUT == Ready::OUT.0
+            && flags::EPOLLERR == Ready::ERR.0
+            && flags::EPOLLHUP == Ready::HUP.0
+            && flags::EPOLLRDHUP == Ready::RDHUP.0
+    );
+    Ready::from_linux(bits)
 }
 
 fn errno(e: &io::Error) -> i32 {
