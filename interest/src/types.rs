@@ -432,6 +432,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn from_linux_keeps_the_known_bits() {
+        // POLLIN|POLLPRI|POLLOUT|POLLERR|POLLHUP|POLLRDHUP, as Linux numbers
+        // them, plus POLLNVAL (0x20), POLLRDNORM (0x40) and EPOLLET.
+        let linux = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x2000;
+        assert_eq!(Ready::from_linux(linux), Ready::KNOWN);
+        assert_eq!(
+            Ready::from_linux(linux | 0x20 | 0x40 | 1 << 31),
+            Ready::KNOWN
+        );
+        assert_eq!(Ready::from_linux(0x20), Ready::EMPTY);
+        assert_eq!(Ready::from_linux(0x4 | 0x20), Ready::OUT);
+        assert_eq!(
+            Ready::KNOWN,
+            Ready::IN | Ready::PRI | Ready::OUT | Ready::ERR | Ready::HUP | Ready::RDHUP
+        );
+    }
+
+    #[test]
     fn interest_algebra() {
         assert_eq!(Interest::READABLE | Interest::WRITABLE, Interest::BOTH);
         assert_eq!(
