@@ -410,20 +410,8 @@ fn bench_suite_cmd(which: &str, args: &[String]) -> Result<ExitCode> {
         .value("--only")?
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
-    let blocks = match flags.value("--blocks")? {
-        Some(v) => match v.parse::<usize>() {
-            Ok(b) if b > 0 => Some(b),
-            _ => bail!("--blocks takes a whole number above 0, not `{v}`"),
-        },
-        None => None,
-    };
-    let rounds_per_turn = match flags.value("--rounds")? {
-        Some(v) => match v.parse::<usize>() {
-            Ok(r) if r > 0 => Some(r),
-            _ => bail!("--rounds takes a whole number above 0, not `{v}`"),
-        },
-        None => None,
-    };
+    let blocks = count(flags.value("--blocks")?, "--blocks")?;
+    let rounds_per_turn = count(flags.value("--rounds")?, "--rounds")?;
     let ns = list::<usize>(flags.value("--ns")?, "--ns", |n| {
         (1..=MAX_PAIRS).contains(n)
     })?;
@@ -447,6 +435,15 @@ fn bench_suite_cmd(which: &str, args: &[String]) -> Result<ExitCode> {
 /// The most pairs `--ns` accepts: two descriptors each under the
 /// 20,000-descriptor hard limit, with room for the poller's own.
 const MAX_PAIRS: usize = 9500;
+
+/// Parses an optional `flag` value that must be a whole number above 0.
+fn count(v: Option<&str>, flag: &str) -> Result<Option<usize>> {
+    v.map(|v| match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{flag} takes a whole number above 0, not `{v}`"),
+    })
+    .transpose()
+}
 
 /// Parses a comma-separated `flag` value; every item must pass `ok`.
 fn list<T: std::str::FromStr>(
