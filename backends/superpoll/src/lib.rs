@@ -442,16 +442,98 @@ struct Reg {
     reported: u64,
 }
 
+impl Reg {
+    /// Adds `weight` of a report to the score at `epoch`; a cold record
+    /// rising above `break_even` joins the promotion `queue`.
+    #[inline(always)]
+    fn score_report(
+        &mut self,
+        idx: u32,
+        weight: f64,
+        decay: &Decay,
+        epoch: u64,
+        break_even: f64,
+        queue: &mut Vec<(u32, u32)>,
+    ) {
+        let faded = self.score * decay.over(epoch.saturating_sub(self.scored_at));
+        self.score = (faded + weight * decay.gain).min(1.0);
+        self.scored_at = epoch;
+        if matches!(self.place, Place::Cold(_)) && !self.queued && self.score > break_even {
+            self.queued = true;
+            queue.push((idx, self.nonce));
+        }
+    }
+}
+
+/// The parts of the backend that [`SuperpollBackend::collect_hot`]'s scan
+/// works on.
+struct HotScan<'a> {
+    fds: &'a mut [PollFd],
+    hot: &'a [u32],
+    regs: &'a mut [Reg],
+    queue: &'a mut Vec<(u32, u32)>,
+    rotor: &'a mut usize,
+    decay: &'a Decay,
+    epoch: u64,
+    break_even: f64,
+    first: usize,
+}
+
+/// How scores fade: by `factor` per wait, its powers in two tables.
+#[derive(Clone, Debug)]
+struct Decay {
+    /// `2^(-1/half_life)`.
+    factor: f64,
+    /// `1 - factor`: what one report adds to a score.
+    gain: f64,
+    /// `factor^k` for `k < POWERS`.
+    lo: [f64; POWERS],
+    /// `factor^(POWERS * k)` for `k < POWERS`: with `lo`, any gap below
+    /// `POWERS²` waits in two loads and a multiply.
+    hi: [f64; POWERS],
+}
+
+impl Decay {
+    fn new(half_life: u32) -> Decay {
+        let factor = 0.5f64.powf(1.0 / f64::from(half_life));
+        let mut lo = [1.0; POWERS];
+        for k in 1..POWERS {
+            lo[k] = lo[k - 1] * factor;
+        }
+        let step = factor.powi(POWERS as i32);
+        let mut hi = [1.0; POWERS];
+        for k in 1..POWERS {
+            hi[k] = hi[k - 1] * step;
+        }
+        Decay {
+            factor,
+            gain: 1.0 - factor,
+            lo,
+            hi,
+        }
+    }
+
+    /// `factor^waits`: from the tables below `POWERS²` waits (a descriptor
+    /// reported once per chain round at ATR 0.01 comes back after ~100
+    /// waits; `powi` there cost ~45 instructions a report).
+    #[inline(always)]
+    fn over(&self, waits: u64) -> f64 {
+        const P: u64 = POWERS as u64;
+        if waits < P {
+            self.lo[waits as usize]
+        } else if waits < P * P {
+            self.lo[(waits % P) as usize] * self.hi[(waits / P) as usize]
+        } else {
+            self.factor.powi(i32::try_from(waits).unwrap_or(i32::MAX))
+        }
+    }
+}
+
 /// The superpoll backend. See the crate documentation.
 pub struct SuperpollBackend {
     cfg: SuperpollConfig,
-    /// Per-wait decay factor of the scores: `2^(-1/half_life)`.
-    decay: f64,
-    /// `decay^k` for `k < POWERS`.
-    powers: [f64; POWERS],
-    /// `decay^(POWERS * k)` for `k < POWERS`: with `powers`, any gap
-    /// below `POWERS²` waits in two loads and a multiply.
-    powers_hi: [f64; POWERS],
+    /// How scores fade between reports.
+    decay: Decay,
     epoll: Epoll,
     /// The array handed to `poll(2)`: position 0 is the epoll descriptor,
     /// position 1 the waker once it exists.
@@ -570,21 +652,9 @@ impl SuperpollBackend {
     pub fn with_config(cfg: SuperpollConfig) -> io::Result<SuperpollBackend> {
         cfg.validate()?;
         let epoll = Epoll::new()?;
-        let decay = 0.5f64.powf(1.0 / f64::from(cfg.half_life));
-        let mut powers = [1.0; POWERS];
-        for k in 1..POWERS {
-            powers[k] = powers[k - 1] * decay;
-        }
-        let step = decay.powi(POWERS as i32);
-        let mut powers_hi = [1.0; POWERS];
-        for k in 1..POWERS {
-            powers_hi[k] = powers_hi[k - 1] * step;
-        }
         Ok(SuperpollBackend {
             cfg,
-            decay,
-            powers,
-            powers_hi,
+            decay: Decay::new(cfg.half_life),
             epoll,
             // The epoll descriptor is enabled while the cold half is not
             // empty.
@@ -666,25 +736,10 @@ impl SuperpollBackend {
 
     // ----- scores -------------------------------------------------------
 
-    /// `decay^waits`: from the tables below `POWERS²` waits (a descriptor
-    /// reported once per chain round at ATR 0.01 comes back after ~100
-    /// waits; `powi` there cost ~45 instructions a report).
-    #[inline(always)]
-    fn decay_over(&self, waits: u64) -> f64 {
-        const P: u64 = POWERS as u64;
-        if waits < P {
-            self.powers[waits as usize]
-        } else if waits < P * P {
-            self.powers[(waits % P) as usize] * self.powers_hi[(waits / P) as usize]
-        } else {
-            self.decay.powi(i32::try_from(waits).unwrap_or(i32::MAX))
-        }
-    }
-
     /// The score of `r` decayed to the current epoch.
     #[inline(always)]
     fn score_now(&self, r: &Reg) -> f64 {
-        r.score * self.decay_over(self.epoch.saturating_sub(r.scored_at))
+        r.score * self.decay.over(self.epoch.saturating_sub(r.scored_at))
     }
 
     /// Records activity of record `idx` at the current epoch.
@@ -702,14 +757,9 @@ impl SuperpollBackend {
     /// Records `weight` of a report's activity of record `idx`.
     #[inline(always)]
     fn bump_by(&mut self, idx: u32, weight: f64) {
-        let now = self.score_now(&self.regs[idx as usize]);
         let r = &mut self.regs[idx as usize];
-        r.score = (now + weight * (1.0 - self.decay)).min(1.0);
-        r.scored_at = self.epoch;
-        if matches!(r.place, Place::Cold(_)) && !r.queued && r.score > self.cfg.break_even {
-            r.queued = true;
-            self.queue.push((idx, r.nonce));
-        }
+        let (epoch, break_even) = (self.epoch, self.cfg.break_even);
+        r.score_report(idx, weight, &self.decay, epoch, break_even, &mut self.queue);
     }
 
     fn promote_threshold(&self) -> f64 {
@@ -1066,12 +1116,13 @@ impl SuperpollBackend {
                 }
             }
             let idx = self.hot[pos];
-            let r = self.regs[idx as usize];
+            let r = &self.regs[idx as usize];
             let eligible = !r.pinned
                 && !r.disabled
                 && r.changed != epoch
                 && epoch >= r.settled_at
-                && self.score_now(&r) < threshold;
+                && self.score_now(r) < threshold;
+            let fd = r.fd;
             if eligible {
                 match self.add_cold(idx) {
                     Ok(()) => {
@@ -1090,7 +1141,7 @@ impl SuperpollBackend {
                         // The entry moved into `pos` is examined next.
                         continue;
                     }
-                    Err(EBADF) if evmux_sys::fd::is_open_raw(r.fd) => {
+                    Err(EBADF) if evmux_sys::fd::is_open_raw(fd) => {
                         // The number is open: the EBADF is not about it
                         // (it can name the epoll descriptor). Abort the
                         // demotion: the entry stays hot, as it was, and a
@@ -1186,7 +1237,11 @@ impl SuperpollBackend {
             self.cold_first = !self.cold_first;
         }
         // The loads of the two halves (see the crate docs).
-        let (b, e, q) = (self.cfg.break_even, self.cfg.epoll_wait_cost, self.decay);
+        let (b, e, q) = (
+            self.cfg.break_even,
+            self.cfg.epoll_wait_cost,
+            self.decay.factor,
+        );
         if hot_len > 0 {
             let fixed = if hot_hits > 0 { e } else { 0.0 };
             let sample = (hot_hits as f64 / b + fixed) / hot_len as f64;
@@ -1201,7 +1256,11 @@ impl SuperpollBackend {
     /// The cold half's load after a wait at which `hits` of its `cold_len`
     /// registrations were reported (`woke`: its `epoll_wait` was called).
     fn update_cold_load(&mut self, cold_len: usize, hits: usize, woke: bool) {
-        let (b, e, q) = (self.cfg.break_even, self.cfg.epoll_wait_cost, self.decay);
+        let (b, e, q) = (
+            self.cfg.break_even,
+            self.cfg.epoll_wait_cost,
+            self.decay.factor,
+        );
         if cold_len > 0 {
             let fixed = if woke { e } else { 0.0 };
             let sample = (hits as f64 / b + fixed) / cold_len as f64;
@@ -1232,23 +1291,24 @@ impl SuperpollBackend {
         Ok(())
     }
 
-    /// One ready array entry of [`Self::collect_hot`] at `pos` (`rel`
-    /// from `first`): its report, refusal or closing. Returns 1 when it
-    /// counts as a hit for the scores.
+    /// One ready array entry of [`Self::collect_hot`]: its report,
+    /// refusal or closing. Returns 1 when it counts as a hit for the
+    /// scores. Takes the backend's parts (split borrows), so that the scan
+    /// keeps them in registers across the entries.
     #[inline(always)]
     fn collect_one(
-        &mut self,
+        p: &mut HotScan<'_>,
         pos: usize,
-        rel: usize,
         out: &mut Output,
         max_events: usize,
         doomed: &mut Vec<usize>,
     ) -> usize {
-        let revents = self.fds[pos].revents;
-        let idx = self.hot[pos];
-        let r = &mut self.regs[idx as usize];
+        let entry = &mut p.fds[pos];
+        let revents = entry.revents;
+        let idx = p.hot[pos];
+        let r = &mut p.regs[idx as usize];
         if revents & POLLNVAL != 0 {
-            if r.changed == self.epoch {
+            if r.changed == p.epoch {
                 // Refused, as EPOLL_CTL_ADD/MOD would refuse it.
                 out.rejected.push(Rejection {
                     key: r.key,
@@ -1259,7 +1319,7 @@ impl SuperpollBackend {
                 // Closed under its registration: silent until a change for
                 // its key arrives or it is removed.
                 r.disabled = true;
-                self.fds[pos].fd = -1;
+                entry.fd = -1;
             }
             return 0;
         }
@@ -1267,13 +1327,15 @@ impl SuperpollBackend {
         if bits.is_empty() {
             return 0;
         }
-        let key = r.key;
-        self.bump(idx);
+        r.score_report(idx, 1.0, p.decay, p.epoch, p.break_even, p.queue);
         // Past the limit, the scan goes on: for POLLNVAL, and for the
         // scores.
         if out.events.len() < max_events {
-            out.events.push(RawEvent { key, ready: bits });
-            self.rotor = rel + 1;
+            out.events.push(RawEvent {
+                key: r.key,
+                ready: bits,
+            });
+            *p.rotor = pos - p.first + 1;
         }
         1
     }
@@ -1289,21 +1351,31 @@ impl SuperpollBackend {
         let mut doomed = std::mem::take(&mut self.doomed);
         let mut hits = 0;
         let first = self.first;
+        let mut p = HotScan {
+            fds: &mut self.fds,
+            hot: &self.hot,
+            regs: &mut self.regs,
+            queue: &mut self.queue,
+            rotor: &mut self.rotor,
+            decay: &self.decay,
+            epoch: self.epoch,
+            break_even: self.cfg.break_even,
+            first,
+        };
         // From the rotor to the end, then from the start to the rotor; the
         // inner `position` skips the quiet entries, most of a large array.
         'scan: for (lo, hi) in [(start, len), (0, start)] {
             let mut rel = lo;
             while rel < hi {
-                let Some(skip) = self.fds[first + rel..first + hi]
+                let Some(skip) = p.fds[first + rel..first + hi]
                     .iter()
-                    .position(|p| p.revents != 0)
+                    .position(|e| e.revents != 0)
                 else {
                     break;
                 };
                 rel += skip;
-                let pos = first + rel;
                 ready -= 1;
-                hits += self.collect_one(pos, rel, out, max_events, &mut doomed);
+                hits += Self::collect_one(&mut p, first + rel, out, max_events, &mut doomed);
                 if ready == 0 {
                     break 'scan;
                 }
@@ -1373,15 +1445,19 @@ impl SuperpollBackend {
                 Err(e) => return Err(e),
             };
             let mut stale = 0;
-            for i in 0..n {
-                let ev = self.buf[i];
+            // Split borrows: the loop reads `buf` and writes the records,
+            // the queue and `out`, with nothing re-fetched through `self`.
+            let (regs, queue, decay) = (&mut self.regs, &mut self.queue, &self.decay);
+            let (epoch, break_even) = (self.epoch, self.cfg.break_even);
+            out.events.reserve(n.min(room - hits));
+            for ev in &self.buf[..n] {
                 let data = ev.data();
                 let (idx, nonce) = (data as u32, (data >> 32) as u32);
-                let Some(r) = self.regs.get(idx as usize) else {
+                let Some(r) = regs.get_mut(idx as usize) else {
                     stale += 1;
                     continue;
                 };
-                if !matches!(r.place, Place::Cold(_)) || r.nonce != nonce {
+                if r.nonce != nonce || !matches!(r.place, Place::Cold(_)) {
                     // A stale registration (a dup of a descriptor closed
                     // while cold, a failed EPOLL_CTL_DEL): not ours any
                     // more.
@@ -1395,11 +1471,13 @@ impl SuperpollBackend {
                 if bits.is_empty() {
                     continue;
                 }
-                let key = r.key;
-                self.regs[idx as usize].reported = seen;
+                r.reported = seen;
                 hits += 1;
-                self.bump(idx);
-                out.events.push(RawEvent { key, ready: bits });
+                r.score_report(idx, 1.0, decay, epoch, break_even, queue);
+                out.events.push(RawEvent {
+                    key: r.key,
+                    ready: bits,
+                });
             }
             if n < ask || hits >= room || stale == 0 {
                 break;
@@ -1568,8 +1646,8 @@ mod tests {
             })
             .unwrap();
             for waits in [0, 1, 63, 64, 65, 101, 1000, 4095, 4096, 100_000] {
-                let want = b.decay.powi(waits as i32);
-                let got = b.decay_over(waits);
+                let want = b.decay.factor.powi(waits as i32);
+                let got = b.decay.over(waits);
                 assert!(
                     (got - want).abs() <= want * 1e-12,
                     "half-life {half_life}, {waits} waits: {got} vs {want}"
@@ -1577,8 +1655,8 @@ mod tests {
             }
             // Half the score after a half-life.
             let h = u64::from(half_life);
-            assert!((b.decay_over(h) - 0.5).abs() < 1e-12);
-            assert!((b.decay_over(2 * h) - 0.25).abs() < 1e-12);
+            assert!((b.decay.over(h) - 0.5).abs() < 1e-12);
+            assert!((b.decay.over(2 * h) - 0.25).abs() < 1e-12);
         }
     }
 
