@@ -150,7 +150,13 @@
 //! and as much in the array's at 9000; splitting them, the busiest fifth
 //! left in a sparse array (whose entries, by the profile, each cost more
 //! than a dense array's), was worse than either (1.1–1.3× the better raw
-//! loop). At its ATR 0.5,
+//! loop). That busiest fifth is the chain's own shape: at ATR 0.2 each
+//! of the 200 tokens goes 5 pairs on in a round of 6 waits, so 200 pairs
+//! are ready twice a round (0.33 a wait) and 800 once (0.17). Any
+//! per-descriptor break-even between the two splits the set (0.23 did,
+//! with the band of ±0.04 and with one of ½× to 2×), and the split
+//! measured 1.05–1.08× raw epoll at 1000 pairs, no better than the whole
+//! array (BENCHMARKS.md, "superpoll"). At its ATR 0.5,
 //! where half of the pairs are ready once every 3 waits, moving those to
 //! epoll (as a break-even of 0.55 does) cost ~10% more CPU time than
 //! keeping everything in the array.
