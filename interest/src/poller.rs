@@ -836,7 +836,14 @@ impl<B: Backend> Poller<B> {
             Some(Duration::ZERO)
         };
         self.build_batch();
-        let start = self.backend.now();
+        // The clock is read only when something depends on it: a pending
+        // timer (the wheel holds exactly the timers of `timer_keys`), or a
+        // timeout to wait out across wake-ups that report nothing. A poll
+        // (zero timeout) or an infinite wait without timers reads it never
+        // (two `clock_gettime` a wait, ~180 instructions).
+        let clock = !self.timer_keys.is_empty() || timeout.is_some_and(|t| !t.is_zero());
+        let read_clock = |b: &B| if clock { b.now() } else { Duration::ZERO };
+        let start = read_clock(&self.backend);
         let deadline = timeout.map(|t| start.saturating_add(t));
         let mut timeout = self.until_next_timer(start, timeout);
         let mut first = true;
@@ -875,7 +882,7 @@ impl<B: Backend> Poller<B> {
             // generation, so readiness for it is dropped below.
             self.collect_mailbox(events);
             self.take_readiness(events);
-            let now = self.backend.now();
+            let now = read_clock(&self.backend);
             self.expire_timers(now, events);
             if !events.list.is_empty() {
                 break;
@@ -1119,8 +1126,10 @@ impl<B: Backend> Poller<B> {
 
     fn take_readiness(&mut self, events: &mut Events) {
         let caps = self.caps;
-        for i in 0..self.out.events.len() {
-            let raw = self.out.events[i];
+        // Taken for the loop (and put back, keeping its capacity): the
+        // entries are read in place, with no bounds check per entry.
+        let raws = std::mem::take(&mut self.out.events);
+        for &raw in &raws {
             if raw.key == Key::WAKER {
                 // The mailbox was read right after the wait.
                 continue;
@@ -1174,6 +1183,7 @@ impl<B: Backend> Poller<B> {
             }
             self.push(events, ev);
         }
+        self.out.events = raws;
         self.read_sources(events);
         self.report_tracked(events);
     }

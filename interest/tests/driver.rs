@@ -2,6 +2,7 @@
 //! generations, rejections, bad input, edge/oneshot emulation, overflow and
 //! EINTR. The testkit checks the same driver against real kernels.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
@@ -38,6 +39,8 @@ struct Script {
     stale: Vec<RawEvent>,
     waker: Arc<Flag>,
     clock: Duration,
+    /// How many times the driver read the clock.
+    clock_reads: Cell<usize>,
 }
 
 impl Script {
@@ -53,6 +56,7 @@ impl Script {
             stale: Vec::new(),
             waker: Arc::default(),
             clock: Duration::ZERO,
+            clock_reads: Cell::new(0),
         }
     }
     fn plain() -> Script {
@@ -147,6 +151,7 @@ impl Backend for Script {
         Ok(self.waker.clone())
     }
     fn now(&self) -> Duration {
+        self.clock_reads.set(self.clock_reads.get() + 1);
         self.clock
     }
 }
@@ -474,4 +479,51 @@ fn forget_drops_events_already_collected() {
     p.forget(other).unwrap();
     p.get_next_event(&mut evs, Some(Duration::ZERO)).unwrap();
     assert!(evs.iter().all(|e| e.token != other));
+}
+
+/// A poll (zero timeout) or a wait with no timer pending reads the clock
+/// never; a pending timer or a timeout to wait out makes the wait read it,
+/// and the timer still fires on time.
+#[test]
+fn the_clock_is_read_only_when_a_timer_or_a_timeout_needs_it() {
+    let mut p = Poller::new(Script::plain());
+    p.declare_interest(5, Token(1), Interest::READABLE, Mode::Level)
+        .unwrap();
+    let reads = |p: &Poller<Script>| p.backend().clock_reads.get();
+
+    // Zero timeout, nothing ready; then something ready.
+    assert!(wait(&mut p).is_empty());
+    p.backend_mut().ready.insert(5, Ready::IN);
+    assert_eq!(wait(&mut p).len(), 1);
+    // No timeout at all, something ready: returns at once.
+    let mut evs = Events::with_capacity(8);
+    assert_eq!(p.get_next_event(&mut evs, None).unwrap(), 1);
+    assert_eq!(reads(&p), 0, "no timer, no timeout: no clock read");
+
+    // A timeout to wait out: the clock is read.
+    p.backend_mut().ready.clear();
+    assert_eq!(
+        p.get_next_event(&mut evs, Some(Duration::from_millis(5)))
+            .unwrap(),
+        0
+    );
+    let after_timeout = reads(&p);
+    assert!(after_timeout > 0);
+
+    // A pending timer: even a zero-timeout poll reads it, and the timer
+    // fires once its deadline has passed.
+    let deadline = p.now() + Duration::from_millis(10);
+    p.add_timer(Token(9), deadline).unwrap();
+    let before_poll = reads(&p);
+    assert!(wait(&mut p).is_empty());
+    assert!(reads(&p) > before_poll);
+    p.backend_mut().clock = deadline;
+    let fired = wait(&mut p);
+    assert_eq!(fired.len(), 1);
+    assert!(fired[0].timer && fired[0].token == Token(9));
+
+    // Fired and gone: polls stop reading it again.
+    let before = reads(&p);
+    assert!(wait(&mut p).is_empty());
+    assert_eq!(reads(&p), before);
 }
