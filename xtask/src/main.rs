@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +40,7 @@ mod bench_instr;
 mod bench_mux;
 mod bench_plot;
 mod bench_suite;
+mod bench_targets;
 mod bench_timers;
 mod fuzz;
 mod json;
@@ -77,6 +79,11 @@ commands:
       --rounds N: chain's timed rounds per turn (default 3; --quick 5);
       --ns 1000,9000 and --atrs 0.1,0.2: chain at only these points.
       Release only.
+  bench targets [FILE ...] [--json]
+      Issue #5's chain targets judged over several runs: for each point the
+      median, over the runs, of each run's own ratio (superpoll: to that
+      run's better raw loop). Reads every run `bench chain` kept in
+      target/evmux-bench/runs/, or the chain.csv files named.
   bench instr [--quick] [--json]
       User-space instructions per chain round under valgrind's callgrind
       (raw loops, evmux backends, mio, polling; N = 1000): the overhead
@@ -117,7 +124,9 @@ given.
 ";
 
 /// Benchmarks `cargo xtask bench` knows.
-const BENCHES: &[&str] = &["timers", "chain", "idle", "churn", "all", "instr"];
+const BENCHES: &[&str] = &[
+    "timers", "chain", "idle", "churn", "all", "targets", "instr",
+];
 
 fn main() -> ExitCode {
     match real_main() {
@@ -194,6 +203,19 @@ impl<'a> Flags<'a> {
             }
         }
         Ok(v)
+    }
+
+    /// The arguments not used so far that are not flags (file names),
+    /// marked used.
+    fn rest(&mut self) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for (i, a) in self.args.iter().enumerate() {
+            if !self.used[i] && !a.starts_with("--") {
+                self.used[i] = true;
+                out.push(a.as_str());
+            }
+        }
+        out
     }
 
     fn finish(self) -> Result<()> {
@@ -385,6 +407,14 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode> {
             let (json, quick) = (flags.flag("--json"), flags.flag("--quick"));
             flags.finish()?;
             bench_suite::instr(quick, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "targets" => {
+            let mut flags = Flags::new(rest);
+            let json = flags.flag("--json");
+            let files = flags.rest();
+            flags.finish()?;
+            bench_targets::cmd(&files.iter().map(PathBuf::from).collect::<Vec<_>>(), json)?;
             Ok(ExitCode::SUCCESS)
         }
         "__churn-count" => {
