@@ -24,6 +24,9 @@ impl Hasher for IntHasher {
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
     fn write_i32(&mut self, n: i32) {
         self.write_u64(u64::from(n as u32));
     }

@@ -50,9 +50,11 @@ struct Slot {
     rearm: bool,
     /// Already queued in the dirty list.
     dirty: bool,
-    /// A signal or process source the backend opened (its id, and what it
-    /// watches); `None` for the program's own descriptors.
-    source: Option<(u64, SourceSpec)>,
+    /// A signal or process source the backend opened; what it is lives in
+    /// [`Poller::sources`] (rare, so not in every slot: a slot is 40 bytes,
+    /// see the size assertion below). False for the program's own
+    /// descriptors.
+    source: bool,
     /// Readiness kept in user space ([`Poller::track_readiness`]); only
     /// acted on when the backend keeps edges natively.
     tracked: bool,
@@ -64,6 +66,11 @@ struct Slot {
     /// Tracked: queued in `tracked_ready`.
     queued: bool,
 }
+
+// Slots are read once per reported event: at 9,000 registrations the
+// table is 360 KB at this size (504 KB when every slot carried its
+// source's id and spec).
+static_assertions::assert_eq_size!(Slot, [u8; 40]);
 
 /// A registration as the table holds it; see [`Poller::registrations`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,6 +143,9 @@ pub struct Poller<B: Backend> {
     closing_now: Vec<u64>,
     /// Source readiness of the current wait, read after the others.
     source_hits: Vec<u32>,
+    /// The signal and process sources, by slot: the backend's id for the
+    /// watch, and what it watches.
+    sources: IntMap<u32, (u64, SourceSpec)>,
     /// Tracked registrations with known readiness.
     tracked_ready: Vec<u32>,
     collected: Collected,
@@ -177,6 +187,7 @@ impl<B: Backend> Poller<B> {
             closing: Vec::new(),
             closing_now: Vec::new(),
             source_hits: Vec::new(),
+            sources: IntMap::default(),
             tracked_ready: Vec::new(),
             collected: Collected::default(),
             timers: TimerWheel::new(),
@@ -270,7 +281,7 @@ impl<B: Backend> Poller<B> {
             });
         }
         if let Some(idx) = existing {
-            if self.slots[idx as usize].source.is_some() {
+            if self.slots[idx as usize].source {
                 return Err(Error::TokenTaken {
                     token,
                     holder: self.slot_use(idx),
@@ -337,7 +348,7 @@ impl<B: Backend> Poller<B> {
             kernel: None,
             rearm: false,
             dirty: false,
-            source: None,
+            source: false,
             tracked: false,
             known: 0,
             known_mask: Ready::EMPTY,
@@ -395,7 +406,9 @@ impl<B: Backend> Poller<B> {
                 rearm: false,
             });
         }
-        if let Some((id, spec)) = slot.source.take() {
+        if std::mem::take(&mut slot.source)
+            && let Some((id, spec)) = self.sources.remove(&idx)
+        {
             self.closing.push(id);
             if let SourceSpec::Signal(sig) = spec {
                 self.signals.remove(&sig);
@@ -476,7 +489,7 @@ impl<B: Backend> Poller<B> {
             return Err(Error::UnknownToken { token });
         };
         let slot = &mut self.slots[idx as usize];
-        if slot.source.is_some() || slot.tracked {
+        if slot.source || slot.tracked {
             return Ok(());
         }
         slot.tracked = true;
@@ -666,7 +679,7 @@ impl<B: Backend> Poller<B> {
     pub fn registrations(&self) -> impl Iterator<Item = Registration> + '_ {
         self.by_token.values().filter_map(|&idx| {
             let s = &self.slots[idx as usize];
-            s.source.is_none().then_some(Registration {
+            (!s.source).then_some(Registration {
                 token: s.token,
                 fd: s.fd,
                 readable: s.interest.is_readable(),
@@ -692,13 +705,22 @@ impl<B: Backend> Poller<B> {
         }
     }
 
+    /// The source a live slot holds (its backend id and what it watches),
+    /// if it is one.
+    fn source_of(&self, idx: u32) -> Option<(u64, SourceSpec)> {
+        if self.slots[idx as usize].source {
+            self.sources.get(&idx).copied()
+        } else {
+            None
+        }
+    }
+
     /// What the registration in slot `idx` is, for error messages.
     fn slot_use(&self, idx: u32) -> TokenUse {
-        let s = &self.slots[idx as usize];
-        match s.source {
+        match self.source_of(idx) {
             Some((_, SourceSpec::Signal(sig))) => TokenUse::Signal(sig),
             Some((_, SourceSpec::Process(pid))) => TokenUse::Process(pid),
-            None => TokenUse::Descriptor(s.fd),
+            None => TokenUse::Descriptor(self.slots[idx as usize].fd),
         }
     }
 
@@ -780,7 +802,8 @@ impl<B: Backend> Poller<B> {
             return Err(e.into());
         }
         let idx = self.by_token[&token];
-        self.slots[idx as usize].source = Some((opened.id, spec));
+        self.slots[idx as usize].source = true;
+        self.sources.insert(idx, (opened.id, spec));
         Ok(())
     }
 
@@ -792,7 +815,7 @@ impl<B: Backend> Poller<B> {
         let ok = self
             .by_token
             .get(&token)
-            .and_then(|&idx| self.slots[idx as usize].source)
+            .and_then(|&idx| self.source_of(idx))
             .is_some_and(|(_, spec)| is_kind(spec));
         if !ok {
             return Err(Error::UnknownToken { token });
@@ -1141,7 +1164,7 @@ impl<B: Backend> Poller<B> {
             if slot.failed {
                 continue;
             }
-            if slot.source.is_some() {
+            if slot.source {
                 self.source_hits.push(idx);
                 continue;
             }
@@ -1271,8 +1294,8 @@ impl<B: Backend> Poller<B> {
     fn read_sources(&mut self, events: &mut Events) {
         let mut hits = std::mem::take(&mut self.source_hits);
         for idx in hits.drain(..) {
-            let slot = &self.slots[idx as usize];
-            let (Some((id, spec)), token) = (slot.source, slot.token) else {
+            let (Some((id, spec)), token) = (self.source_of(idx), self.slots[idx as usize].token)
+            else {
                 continue;
             };
             match self.backend.read_source(id) {
@@ -1309,7 +1332,7 @@ impl<B: Backend> Drop for Poller<B> {
         let live: Vec<u64> = self
             .by_token
             .values()
-            .filter_map(|&idx| self.slots[idx as usize].source.map(|(id, _)| id))
+            .filter_map(|&idx| self.source_of(idx).map(|(id, _)| id))
             .collect();
         for id in live
             .into_iter()

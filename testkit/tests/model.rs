@@ -470,3 +470,73 @@ fn tcp_fin_behind_a_full_window_arrives_with_the_drain() {
     );
     assert_eq!(out[6], Outcome::Events(vec![closed]));
 }
+
+/// A signal source's token belongs to the source until it is removed.
+/// What a source is (its id and spec) is kept beside the slot table, not
+/// in every slot; every path that asks must still find it: a descriptor
+/// refused on the token (naming the signal), `registrations` leaving it
+/// out, `track_readiness` ignoring it, `remove_process` refusing it, the
+/// signal reported, and, once removed, the token free again.
+#[test]
+fn a_source_token_is_the_sources_until_removed() {
+    use std::time::Duration;
+
+    use evmux_interest::{Error, Events, Interest, Poller, TokenUse};
+    use evmux_testkit::model::{ModelBackend, SharedSim};
+    use evmux_testkit::world::World;
+
+    let sim = SharedSim::new();
+    let mut p = Poller::new(ModelBackend::new(sim.clone()));
+    let fd = {
+        let mut w = sim.lock();
+        let h = w.open(Pipe)[0];
+        w.raw_fd(h)
+    };
+    p.add_signal(Token(1), 10).unwrap();
+    p.declare_interest(fd, Token(2), Interest::READABLE, Level)
+        .unwrap();
+    assert_eq!(
+        p.declare_interest(fd, Token(1), Interest::READABLE, Level),
+        Err(Error::TokenTaken {
+            token: Token(1),
+            holder: TokenUse::Signal(10),
+            wanted: TokenUse::Descriptor(fd),
+        })
+    );
+    let tokens: Vec<Token> = p.registrations().map(|r| r.token).collect();
+    assert_eq!(tokens, vec![Token(2)]);
+    assert_eq!(p.track_readiness(Token(1)), Ok(()));
+    assert_eq!(
+        p.remove_process(Token(1)),
+        Err(Error::UnknownToken { token: Token(1) })
+    );
+    sim.lock().raise(10);
+    let mut events = Events::with_capacity(4);
+    p.get_next_event(&mut events, Some(Duration::ZERO)).unwrap();
+    assert_eq!(
+        events.as_slice(),
+        &[Event::signal_delivered(Token(1), 10, 1)]
+    );
+    assert_eq!(p.remove_signal(Token(1)), Ok(()));
+    assert_eq!(
+        p.remove_signal(Token(1)),
+        Err(Error::UnknownToken { token: Token(1) })
+    );
+    // The token is free: a descriptor takes it as a plain registration,
+    // and the next source gets a record of its own.
+    p.forget(Token(2)).unwrap();
+    p.declare_interest(fd, Token(1), Interest::READABLE, Level)
+        .unwrap();
+    p.add_signal(Token(3), 12).unwrap();
+    assert_eq!(
+        p.declare_interest(fd, Token(3), Interest::READABLE, Level),
+        Err(Error::TokenTaken {
+            token: Token(3),
+            holder: TokenUse::Signal(12),
+            wanted: TokenUse::Descriptor(fd),
+        })
+    );
+    let mut tokens: Vec<Token> = p.registrations().map(|r| r.token).collect();
+    tokens.sort();
+    assert_eq!(tokens, vec![Token(1)]);
+}
